@@ -1,0 +1,4 @@
+//! Client webhooks (SPEC §6): SSRF guard, HMAC signatures.
+
+pub mod signature;
+pub mod ssrf;

@@ -1,0 +1,1 @@
+//! SSRF guard (placeholder, being written).

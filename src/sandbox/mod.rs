@@ -1,0 +1,3 @@
+//! The built-in simulated DIDWW carrier used by `--sandbox`, tests and benchmarks.
+
+pub mod sms;

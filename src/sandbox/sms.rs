@@ -1,0 +1,1 @@
+//! Simulated DIDWW SMS OUT API (placeholder, being written).
