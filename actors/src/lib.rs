@@ -1,11 +1,21 @@
-//! The actor system of otp-gateway (see DESIGN.md): a `Dispatcher` supervising one `OtpRequest` actor
-//! per request, the `SmsActor` talking to DIDWW, the `Broadcaster` feeding the admin live view and the
-//! `WebhookSender` delivering the persistent outbox to clients. Storage is reached only through the
-//! [`store::Store`] port, so this crate depends on neither Diesel nor actix-web.
+//! The actor system of otp-gateway (see DESIGN.md): a [`dispatcher::Dispatcher`] supervising one
+//! [`otp_request::OtpRequest`] actor per request, the [`sms_actor::SmsActor`] talking to DIDWW, the
+//! [`broadcaster::Broadcaster`] feeding the admin live view and the
+//! [`webhook::sender::WebhookSender`] delivering the persistent outbox to clients. Storage is reached
+//! only through the [`store::Store`] port, so this crate depends on neither Diesel nor actix-web.
 
+pub mod broadcaster;
 pub mod clock;
+pub mod code_vault;
+pub mod didww_sms;
+pub mod dispatcher;
 pub mod domain;
+pub mod events;
 pub mod ids;
+pub mod otp_request;
+pub mod provider_index;
+pub mod services;
+pub mod sms_actor;
 pub mod status;
 pub mod store;
 pub mod webhook;

@@ -48,7 +48,7 @@ pub fn merge(current: Status, proposed: Status) -> Option<Status> {
     if current == proposed {
         return None;
     }
-    let next = match proposed {
+    match proposed {
         Status::Verified => Some(Status::Verified),
         Status::Rejected => (current != Status::Verified && current != Status::Expired)
             .then_some(Status::Rejected),
@@ -61,8 +61,7 @@ pub fn merge(current: Status, proposed: Status) -> Option<Status> {
             (Some(now), Some(new)) if new > now => Some(delivery),
             _ => None,
         },
-    };
-    next
+    }
 }
 
 /// True when the request can no longer send anything, so its sealed code can be wiped.

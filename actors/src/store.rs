@@ -73,8 +73,50 @@ pub struct NewEvent {
     pub internal: Map<String, Value>,
     /// The status this event asks for (see [`crate::status::proposed_status`]).
     pub proposed_status: Option<Status>,
+    /// The carrier callback this event comes from; stored in the same transaction so a replayed
+    /// callback is recognised and changes nothing.
+    pub callback: Option<CallbackRecord>,
+    /// SMS price (micro-dollars) and parts reported by the carrier.
+    pub sms_cost: Option<(i64, i32)>,
     /// Event time, ms.
     pub at: i64,
+}
+
+impl NewEvent {
+    /// A channel event of one attempt with empty metadata.
+    pub fn channel_event(
+        request_id: RequestId,
+        channel: Channel,
+        attempt: usize,
+        event_type: EventType,
+        proposed_status: Option<Status>,
+    ) -> Self {
+        Self {
+            request_id,
+            channel: Some(channel),
+            attempt: Some(attempt),
+            event_type,
+            metadata: Map::new(),
+            internal: Map::new(),
+            proposed_status,
+            callback: None,
+            sms_cost: None,
+            at: crate::clock::now_ms(),
+        }
+    }
+}
+
+/// A DIDWW callback as received, for deduplication and audit.
+#[derive(Debug, Clone)]
+pub struct CallbackRecord {
+    /// Provider message id.
+    pub provider_id: ProviderMessageId,
+    /// `status` (processing callback) or `dlr`.
+    pub kind: String,
+    /// The carrier's status text, lower-cased.
+    pub status: String,
+    /// The raw body.
+    pub body: String,
 }
 
 /// What recording an event did.
@@ -106,6 +148,8 @@ pub struct RecordedEvent {
     pub session_id: Option<String>,
     /// The webhook delivery queued for this event, if the request has a webhook URL.
     pub webhook: Option<OutboxItem>,
+    /// True when the event's callback had already been recorded: nothing was written.
+    pub duplicate: bool,
 }
 
 /// A queued client webhook delivery.
@@ -212,8 +256,8 @@ pub trait Store: Send + Sync + 'static {
         provider_id: ProviderMessageId,
         at: i64,
     ) -> StoreFuture<()>;
-    /// Merges carrier cost/part details into the request (SMS processing callback).
-    fn record_sms_cost(&self, request_id: RequestId, price_micros: i64, parts: i64) -> StoreFuture<()>;
+    /// Stores a callback that matched no request (audit); resolves once durable.
+    fn record_unmatched_callback(&self, callback: CallbackRecord) -> StoreFuture<()>;
     /// Finds the request that sent `provider_id`.
     fn find_by_provider_id(&self, provider_id: ProviderMessageId) -> StoreFuture<Option<ProviderMatch>>;
     /// Requests whose delivery is unfinished (pending/sending/sent, not expired).

@@ -1,4 +1,5 @@
-//! Client webhooks (SPEC §6): SSRF guard, HMAC signatures.
+//! Client webhooks (SPEC §6): the SSRF guard, HMAC signatures and the outbox sender actor.
 
+pub mod sender;
 pub mod signature;
 pub mod ssrf;

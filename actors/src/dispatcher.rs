@@ -1,0 +1,419 @@
+//! `Dispatcher`: admission and supervision. One per gateway, started by the wiring. It stores each
+//! accepted request and starts its [`OtpRequest`] actor, resumes unfinished requests after a restart,
+//! routes DIDWW callbacks and client feedback to the live actor (or records them directly when the
+//! request's actor has finished), and expires requests whose lifetime passed.
+//! Handles [`Dispatch`], [`SmsCallbackReceived`], [`Feedback`], [`RequestFinished`],
+//! [`StopAccepting`] and [`CountLive`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::{json, Map};
+
+use crate::clock::now_ms;
+use crate::didww_sms::SmsCallback;
+use crate::domain::Channel;
+use crate::ids::RequestId;
+use crate::otp_request::{
+    expiry_event, feedback_event, ApplyFeedback, Expire, OtpRequest, RequestFinished, SmsReport,
+    StartPoint,
+};
+use crate::services::RequestServices;
+use crate::status::proposed_status;
+use crate::store::{CallbackRecord, NewEvent, NewRequest, ProviderMatch, RecordedEvent, StoreError};
+
+/// Most expiries handled per sweep.
+const EXPIRY_BATCH: i64 = 1_000;
+
+/// A validated request to deliver.
+#[derive(Debug, Clone)]
+pub struct DispatchOrder {
+    /// `+E164`.
+    pub phone: String,
+    /// 4–8 digits.
+    pub code: String,
+    /// Channels as asked.
+    pub channels_requested: Vec<Channel>,
+    /// Configured channels in failover order (non-empty).
+    pub plan: Vec<Channel>,
+    /// Client session id.
+    pub session_id: Option<String>,
+    /// Client webhook URL (syntax already checked).
+    pub webhook_url: Option<String>,
+    /// End-user IP.
+    pub client_ip: Option<String>,
+    /// Cost ceiling, micro-dollars.
+    pub max_cost_micros: Option<i64>,
+}
+
+/// The answer to an accepted dispatch.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    /// New request id.
+    pub request_id: RequestId,
+    /// First channel of the plan.
+    pub channel: Channel,
+}
+
+/// Why a dispatch was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Storage failed; nothing was accepted.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    /// The code could not be sealed.
+    #[error("code could not be sealed")]
+    Vault,
+    /// The gateway is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// Accept a request.
+#[derive(Message)]
+#[rtype(result = "Result<Accepted, DispatchError>")]
+pub struct Dispatch(pub DispatchOrder);
+
+/// A parsed DIDWW SMS callback; answered once its effect is durable.
+#[derive(Message)]
+#[rtype(result = "Result<CallbackAck, StoreError>")]
+pub struct SmsCallbackReceived {
+    /// The callback.
+    pub callback: SmsCallback,
+    /// Raw body for audit.
+    pub raw_body: String,
+}
+
+/// What happened to a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackAck {
+    /// Matched a request and was recorded.
+    Recorded(RequestId),
+    /// Already recorded earlier: nothing changed.
+    Duplicate(RequestId),
+    /// No request sent this message id.
+    UnknownMessage,
+}
+
+/// Client feedback.
+#[derive(Message)]
+#[rtype(result = "Result<Arc<RecordedEvent>, StoreError>")]
+pub struct Feedback {
+    /// The request.
+    pub request_id: RequestId,
+    /// Code right or wrong.
+    pub success: bool,
+}
+
+/// Refuse new dispatches (graceful shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting;
+
+/// Number of live request actors.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountLive;
+
+/// The dispatcher actor.
+pub struct Dispatcher {
+    services: Arc<RequestServices>,
+    live: HashMap<RequestId, Addr<OtpRequest>>,
+    expiring: HashSet<RequestId>,
+    sweeping: bool,
+    accepting: bool,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the shared services.
+    pub fn new(services: Arc<RequestServices>) -> Self {
+        Self {
+            services,
+            live: HashMap::new(),
+            expiring: HashSet::new(),
+            sweeping: false,
+            accepting: true,
+        }
+    }
+
+    fn spawn_request(
+        &mut self,
+        id: RequestId,
+        phone: String,
+        code: String,
+        plan: Vec<Channel>,
+        start: StartPoint,
+        ctx: &mut Context<Self>,
+    ) {
+        let actor = OtpRequest::new(
+            id,
+            phone,
+            code,
+            plan,
+            start,
+            Arc::clone(&self.services),
+            ctx.address().recipient(),
+        );
+        self.live.insert(id, actor.start());
+    }
+
+    fn resume_unfinished(&mut self, ctx: &mut Context<Self>) {
+        let listed = self.services.sink.store.list_resumable(now_ms());
+        let fut = async move { listed.await }.into_actor(self).map(|result, act, ctx| match result {
+            Ok(requests) => {
+                if !requests.is_empty() {
+                    tracing::info!(count = requests.len(), "resuming unfinished requests");
+                }
+                for req in requests {
+                    if act.live.contains_key(&req.id) {
+                        continue;
+                    }
+                    let code = req.code_sealed.as_deref().and_then(|s| act.services.vault.open(req.id, s));
+                    let Some(code) = code else {
+                        tracing::error!(request_id = %req.id, "cannot resume: code not recoverable (server key changed?)");
+                        continue;
+                    };
+                    let start = StartPoint::Resume {
+                        attempt: req.attempt,
+                        channel_status: req.channel_status,
+                        provider_id: req.provider_id,
+                        accepted_at: req.accepted_at,
+                    };
+                    act.spawn_request(req.id, req.phone, code, req.plan, start, ctx);
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "could not list unfinished requests"),
+        });
+        ctx.wait(fut);
+    }
+
+    fn sweep_expiries(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let due = self.services.sink.store.list_due_expiries(now_ms(), EXPIRY_BATCH);
+        let fut = async move { due.await }.into_actor(self).map(|result, act, ctx| {
+            act.sweeping = false;
+            let ids = match result {
+                Ok(ids) => ids,
+                Err(err) => {
+                    tracing::error!(error = %err, "expiry sweep failed");
+                    return;
+                }
+            };
+            for id in ids {
+                if let Some(actor) = act.live.get(&id) {
+                    actor.do_send(Expire);
+                    continue;
+                }
+                if !act.expiring.insert(id) {
+                    continue;
+                }
+                let stored = act.services.sink.record(expiry_event(id));
+                let me = ctx.address();
+                actix::spawn(async move {
+                    if let Err(err) = stored.await {
+                        tracing::error!(request_id = %id, error = %err, "expiry not stored");
+                    }
+                    me.do_send(RequestFinished(id));
+                });
+            }
+        });
+        ctx.spawn(fut);
+    }
+
+    /// Records a callback for a request whose actor has finished: no failover is possible any more,
+    /// so a failure is final and a late delivery still wins.
+    fn record_settled_callback(
+        &self,
+        found: ProviderMatch,
+        callback: SmsCallback,
+        raw_body: String,
+    ) -> ResponseFuture<Result<CallbackAck, StoreError>> {
+        let record = CallbackRecord {
+            provider_id: callback.provider_id.clone(),
+            kind: callback.kind.as_str().into(),
+            status: callback.status.to_ascii_lowercase(),
+            body: raw_body,
+        };
+        let Some(event_type) = callback.event_type() else {
+            let stored = self.services.sink.store.record_unmatched_callback(record);
+            return Box::pin(async move { stored.await.map(|()| CallbackAck::Recorded(found.request_id)) });
+        };
+        let mut event = NewEvent::channel_event(
+            found.request_id,
+            Channel::Sms,
+            found.attempt,
+            event_type,
+            proposed_status(event_type, false, true),
+        );
+        let mut internal = Map::new();
+        internal.insert("didww_status".into(), json!(callback.status));
+        internal.insert("late".into(), json!(true));
+        if let Some(code_id) = callback.code_id {
+            internal.insert("didww_code_id".into(), json!(code_id));
+        }
+        if event_type.is_channel_failure() {
+            event.metadata.insert("error".into(), json!("not_delivered"));
+        }
+        event.internal = internal;
+        event.callback = Some(record);
+        event.sms_cost = callback.cost_micros();
+        let stored = self.services.sink.record(event);
+        Box::pin(async move { Ok(ack_of(&*stored.await?)) })
+    }
+}
+
+fn ack_of(recorded: &RecordedEvent) -> CallbackAck {
+    if recorded.duplicate {
+        CallbackAck::Duplicate(recorded.request_id)
+    } else {
+        CallbackAck::Recorded(recorded.request_id)
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Many request actors talk to the dispatcher; the default mailbox of 16 would make do_send
+        // senders bypass capacity anyway, but a larger one keeps send() callers from waiting.
+        ctx.set_mailbox_capacity(100_000);
+        self.resume_unfinished(ctx);
+        let every = self.services.settings.expiry_sweep_interval;
+        ctx.run_interval(every, |act, ctx| act.sweep_expiries(ctx));
+    }
+}
+
+impl Handler<Dispatch> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<Accepted, DispatchError>>;
+
+    fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) -> Self::Result {
+        let order = msg.0;
+        if !self.accepting {
+            return Box::pin(fut::ready(Err(DispatchError::ShuttingDown)));
+        }
+        let Some(first) = order.plan.first().copied() else {
+            return Box::pin(fut::ready(Err(DispatchError::Vault)));
+        };
+        let id = RequestId::new_random();
+        let vault = &self.services.vault;
+        let Ok(sealed) = vault.seal(id, &order.code) else {
+            return Box::pin(fut::ready(Err(DispatchError::Vault)));
+        };
+        let now = now_ms();
+        let ttl = i64::try_from(self.services.settings.otp_ttl.as_millis()).unwrap_or(i64::MAX);
+        let new = NewRequest {
+            id,
+            phone: order.phone.clone(),
+            code_hash: vault.hash(&order.code),
+            code_sealed: sealed,
+            channels_requested: order.channels_requested,
+            plan: order.plan.clone(),
+            session_id: order.session_id,
+            webhook_url: order.webhook_url,
+            client_ip: order.client_ip,
+            max_cost_micros: order.max_cost_micros,
+            created_at: now,
+            expires_at: now.saturating_add(ttl),
+        };
+        let stored = self.services.sink.store.insert_request(new);
+        let (phone, code, plan) = (order.phone, order.code, order.plan);
+        Box::pin(async move { stored.await }.into_actor(self).map(move |result, act, ctx| {
+            result?;
+            act.spawn_request(id, phone, code, plan, StartPoint::Fresh, ctx);
+            Ok(Accepted { request_id: id, channel: first })
+        }))
+    }
+}
+
+impl Handler<SmsCallbackReceived> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<CallbackAck, StoreError>>;
+
+    fn handle(&mut self, msg: SmsCallbackReceived, _: &mut Context<Self>) -> Self::Result {
+        let services = Arc::clone(&self.services);
+        let provider_id = msg.callback.provider_id.clone();
+        let lookup = async move {
+            if let Some(found) = services.index.get_or_wait(&provider_id, services.settings.callback_patience).await {
+                return Ok(Some(found));
+            }
+            services.sink.store.find_by_provider_id(provider_id).await
+        };
+        Box::pin(lookup.into_actor(self).then(move |found, act, _| {
+            let outcome: ResponseFuture<Result<CallbackAck, StoreError>> = match found {
+                Err(err) => Box::pin(async move { Err(err) }),
+                Ok(None) => {
+                    tracing::warn!(provider_id = %msg.callback.provider_id, "DIDWW callback for an unknown message id");
+                    let record = CallbackRecord {
+                        provider_id: msg.callback.provider_id.clone(),
+                        kind: msg.callback.kind.as_str().into(),
+                        status: msg.callback.status.to_ascii_lowercase(),
+                        body: msg.raw_body,
+                    };
+                    let stored = act.services.sink.store.record_unmatched_callback(record);
+                    Box::pin(async move { stored.await.map(|()| CallbackAck::UnknownMessage) })
+                }
+                Ok(Some(found)) => match act.live.get(&found.request_id) {
+                    Some(actor) => {
+                        let sent = actor.send(SmsReport {
+                            attempt: found.attempt,
+                            callback: msg.callback,
+                            raw_body: msg.raw_body,
+                        });
+                        let request_id = found.request_id;
+                        Box::pin(async move {
+                            match sent.await {
+                                Ok(Ok(Some(recorded))) => Ok(ack_of(&recorded)),
+                                Ok(Ok(None)) => Ok(CallbackAck::Recorded(request_id)),
+                                Ok(Err(err)) => Err(err),
+                                Err(_) => Err(StoreError::Unavailable("request actor stopped".into())),
+                            }
+                        })
+                    }
+                    None => act.record_settled_callback(found, msg.callback, msg.raw_body),
+                },
+            };
+            outcome.into_actor(act)
+        }))
+    }
+}
+
+impl Handler<Feedback> for Dispatcher {
+    type Result = ResponseFuture<Result<Arc<RecordedEvent>, StoreError>>;
+
+    fn handle(&mut self, msg: Feedback, _: &mut Context<Self>) -> Self::Result {
+        match self.live.get(&msg.request_id) {
+            Some(actor) => {
+                let sent = actor.send(ApplyFeedback { success: msg.success });
+                Box::pin(async move {
+                    sent.await.map_err(|_| StoreError::Unavailable("request actor stopped".into()))?
+                })
+            }
+            None => Box::pin(self.services.sink.record(feedback_event(msg.request_id, msg.success))),
+        }
+    }
+}
+
+impl Handler<RequestFinished> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: RequestFinished, _: &mut Context<Self>) {
+        self.live.remove(&msg.0);
+        self.expiring.remove(&msg.0);
+    }
+}
+
+impl Handler<StopAccepting> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: StopAccepting, _: &mut Context<Self>) {
+        self.accepting = false;
+    }
+}
+
+impl Handler<CountLive> for Dispatcher {
+    type Result = usize;
+    fn handle(&mut self, _: CountLive, _: &mut Context<Self>) -> usize {
+        self.live.len()
+    }
+}

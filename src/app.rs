@@ -1,0 +1,269 @@
+//! Wiring: opens the database, starts the actors, the sandbox carrier when asked, and the API
+//! listener; and shuts them down gracefully. [`start`] is what integration tests call; [`run`] is
+//! what the binary calls.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+
+use actors::broadcaster::Broadcaster;
+use actors::code_vault::CodeVault;
+use actors::dispatcher::{Dispatcher, StopAccepting};
+use actors::events::EventSink;
+use actors::provider_index::ProviderIndex;
+use actors::services::{DeliverySettings, RequestServices};
+use actors::sms_actor::{SmsActor, SmsSettings};
+use actors::store::Store;
+use actors::webhook::sender::{Flush, WebhookSender, WebhookSettings};
+
+use crate::config::Config;
+use crate::db::{self, DbStore};
+use crate::http::{self, ApiState};
+use crate::sandbox::sms::{SandboxSms, SandboxSmsOptions, SmsBehaviour};
+
+/// Longest a graceful shutdown waits for due webhooks.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
+/// Longest a callback for an unknown message id waits for in-flight SMS submissions.
+const CALLBACK_PATIENCE: Duration = Duration::from_secs(5);
+/// Delay between the simulated carrier's 201 and each callback.
+const SANDBOX_CALLBACK_DELAY: Duration = Duration::from_millis(20);
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    /// Its configuration.
+    pub config: Arc<Config>,
+    /// The dispatcher.
+    pub dispatcher: Addr<Dispatcher>,
+    /// The webhook sender.
+    pub webhooks: Addr<WebhookSender>,
+    /// The broadcaster (admin live feed).
+    pub broadcaster: Addr<Broadcaster>,
+    /// The store.
+    pub store: DbStore,
+    /// The simulated DIDWW SMS API, in sandbox mode.
+    pub sandbox_sms: Option<SandboxSms>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Gateway {
+    /// Base URL of the API, e.g. `http://127.0.0.1:8080`.
+    pub fn api_url(&self) -> String {
+        let host = if self.api_addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            self.api_addr.ip().to_string()
+        };
+        format!("http://{host}:{}", self.api_addr.port())
+    }
+
+    /// Graceful shutdown: refuse new requests, finish in-flight HTTP requests, deliver due webhooks,
+    /// then stop the carrier simulator. Every accepted request is already durable.
+    pub async fn shutdown(&self) {
+        tracing::info!("shutting down");
+        self.dispatcher.do_send(StopAccepting);
+        self.server.stop(true).await;
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        self.webhooks.do_send(Flush(done));
+        if tokio::time::timeout(SHUTDOWN_FLUSH, flushed).await.is_err() {
+            tracing::warn!("webhooks still due at shutdown; they resume on next start");
+        }
+        if let Some(sandbox) = &self.sandbox_sms {
+            sandbox.stop().await;
+        }
+    }
+}
+
+/// Starts everything; must be called inside a running actix system.
+pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+    let config = Arc::new(config);
+    let key = crate::keys::load_or_create(&config.database_path)?;
+    let vault = Arc::new(CodeVault::new(&key)?);
+    let (writer, pool) = db::open(&config.database_path)?;
+    let store = DbStore::new(writer, pool).context("starting the database writer")?;
+    let shared_store: Arc<dyn Store> = Arc::new(store.clone());
+
+    let listener = TcpListener::bind((config.bind_address, config.http_port))
+        .with_context(|| format!("HTTP_PORT {}: cannot listen on {}", config.http_port, config.bind_address))?;
+    let api_addr = listener.local_addr()?;
+
+    let sandbox_sms = if config.is_sandbox() {
+        let token = config
+            .webhooks
+            .inbound_secret
+            .as_ref()
+            .map(|s| format!("?token={}", url_encode(s.expose())))
+            .unwrap_or_default();
+        let sandbox = SandboxSms::start(SandboxSmsOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            username: "sandbox".into(),
+            password: "sandbox".into(),
+            callback_url: format!("http://127.0.0.1:{}/webhooks/dlr{token}", api_addr.port()),
+            callback_delay: SANDBOX_CALLBACK_DELAY,
+            default_behaviour: SmsBehaviour::Delivered,
+        })
+        .context("starting the sandbox SMS API")?;
+        Some(sandbox)
+    } else {
+        None
+    };
+
+    let index = Arc::new(ProviderIndex::default());
+    let sms = sms_settings(&config, sandbox_sms.as_ref()).map(|settings| {
+        let index = Arc::clone(&index);
+        SmsActor::new(settings, index).start()
+    });
+    let sms_enabled = sms.is_some();
+
+    let broadcaster = Broadcaster::default().start();
+    let webhooks = WebhookSender::new(
+        WebhookSettings {
+            timeout: config.webhooks.timeout,
+            max_attempts: config.webhooks.max_attempts,
+            signing_secret: config.webhooks.signing_secret.expose().as_bytes().to_vec(),
+            allow_private: config.webhooks.allow_private,
+            retry_base: config.webhooks.retry_base,
+        },
+        Arc::clone(&shared_store),
+    )
+    .start();
+    let services = Arc::new(RequestServices {
+        sink: EventSink {
+            store: shared_store,
+            broadcaster: broadcaster.clone(),
+            webhooks: webhooks.clone(),
+        },
+        sms,
+        index,
+        vault,
+        settings: DeliverySettings {
+            failover: config.channels.enable_failover,
+            sms_delivery_timeout: config.sms.delivery_timeout,
+            otp_ttl: config.otp_ttl,
+            expiry_sweep_interval: config.expiry_sweep_interval,
+            callback_patience: CALLBACK_PATIENCE,
+        },
+    });
+    let dispatcher = Dispatcher::new(services).start();
+
+    let state = web::Data::new(ApiState {
+        config: Arc::clone(&config),
+        dispatcher: dispatcher.clone(),
+        store: store.clone(),
+        started: Instant::now(),
+        sms_enabled,
+    });
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
+        .disable_signals()
+        .shutdown_timeout(10)
+        .backlog(4096)
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+
+    Ok(Gateway {
+        api_addr,
+        config,
+        dispatcher,
+        webhooks,
+        broadcaster,
+        store,
+        sandbox_sms,
+        server: handle,
+    })
+}
+
+/// The SMS client settings, or `None` when SMS is off.
+fn sms_settings(config: &Config, sandbox: Option<&SandboxSms>) -> Option<SmsSettings> {
+    if let Some(sandbox) = sandbox {
+        return Some(SmsSettings {
+            endpoint: sandbox.endpoint(),
+            username: "sandbox".into(),
+            password: "sandbox".into(),
+            source: config.sms.caller_id.clone(),
+            template: config.sms.message_template.clone(),
+            timeout: config.sms.api_timeout,
+        });
+    }
+    if !config.sms.enabled {
+        return None;
+    }
+    Some(SmsSettings {
+        endpoint: config.sms.api_endpoint.clone(),
+        username: config.sms.username.clone().unwrap_or_default(),
+        password: config.sms.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default(),
+        source: config.sms.caller_id.clone(),
+        template: config.sms.message_template.clone(),
+        timeout: config.sms.api_timeout,
+    })
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let gateway = start(config).await?;
+    announce(&gateway);
+    wait_for_signal().await;
+    gateway.shutdown().await;
+    Ok(())
+}
+
+fn announce(gateway: &Gateway) {
+    let config = &gateway.config;
+    for line in config.summary_lines() {
+        tracing::info!("{line}");
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(url = %gateway.api_url(), mode = config.mode.as_str(), "API listening");
+    if config.is_sandbox() {
+        let bar = "=".repeat(72);
+        println!("{bar}");
+        println!("  SANDBOX MODE: nothing reaches DIDWW. A simulated carrier answers on loopback.");
+        println!("  API:         {}", gateway.api_url());
+        if let Some(sms) = &gateway.sandbox_sms {
+            println!("  Sandbox SMS: {}", sms.endpoint());
+        }
+        println!("  Database:    {}", config.database_path.display());
+        if config.api_secret_generated {
+            println!("  API secret:  {}   (generated; set API_SECRET to choose one)", config.api_secret.expose());
+        } else {
+            println!("  API secret:  from API_SECRET");
+        }
+        println!("  Try:  curl -s {}/dispatch -H 'Content-Type: application/json' \\", gateway.api_url());
+        println!("          -H 'X-API-Secret: <secret>' -d '{{\"phone\":\"+14155552671\",\"code\":\"123456\",\"channels\":[\"sms\"]}}'");
+        println!("{bar}");
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,1 +1,0 @@
-//! Configuration from the environment (placeholder, being written).

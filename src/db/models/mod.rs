@@ -1,0 +1,6 @@
+//! One file per table: the row structs and the queries on that table.
+
+pub mod callback;
+pub mod event;
+pub mod request;
+pub mod webhook;

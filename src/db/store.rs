@@ -1,0 +1,451 @@
+//! [`DbStore`]: the Diesel implementation of the actors' persistence port.
+//!
+//! Writes go through the single batching [`Writer`]; reads use the pool on tokio's blocking threads,
+//! so no SQLite call ever runs on an actor's or an HTTP worker's async thread.
+
+use std::sync::{Arc, Mutex};
+
+use diesel::sqlite::SqliteConnection;
+use diesel::QueryResult;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use actors::status;
+use actors::store::{
+    AttemptOutcome, CallbackRecord, NewEvent, NewRequest, OutboxItem, ProviderMatch,
+    RecordedEvent, ResumableRequest, Store, StoreError, StoreFuture, WebhookAttempt,
+};
+use actors::{Channel, EventType, ProviderMessageId, RequestId, Status};
+
+use super::models::{callback, event, request, webhook};
+use super::writer::Writer;
+use super::ReadPool;
+
+/// The Diesel-backed store. Cheap to clone.
+#[derive(Clone)]
+pub struct DbStore {
+    writer: Writer,
+    pool: ReadPool,
+}
+
+fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+impl DbStore {
+    /// Wraps an opened database (see [`super::open`]) and starts the writer thread.
+    pub fn new(writer_conn: SqliteConnection, pool: ReadPool) -> std::io::Result<Self> {
+        Ok(Self {
+            writer: Writer::start(writer_conn)?,
+            pool,
+        })
+    }
+
+    /// The read pool, for the HTTP layer's queries.
+    pub fn pool(&self) -> &ReadPool {
+        &self.pool
+    }
+
+    /// Runs a write on the writer thread and resolves with its result once committed.
+    fn write<T, F>(&self, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let filled = Arc::clone(&slot);
+        let done = self.writer.submit(Box::new(move |conn| {
+            let value = f(conn)?;
+            if let Ok(mut guard) = filled.lock() {
+                *guard = Some(value);
+            }
+            Ok(())
+        }));
+        Box::pin(async move {
+            done.await.map_err(|_| unavailable("writer stopped"))??;
+            let value = slot.lock().ok().and_then(|mut guard| guard.take());
+            value.ok_or_else(|| unavailable("write produced no result"))
+        })
+    }
+
+    /// Runs a read on a pooled connection on a blocking thread.
+    pub fn read<T, F>(&self, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> QueryResult<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = pool.get().map_err(unavailable)?;
+                f(&mut conn).map_err(unavailable)
+            })
+            .await
+            .map_err(unavailable)?
+        })
+    }
+}
+
+fn channels_json(channels: &[Channel]) -> String {
+    Value::Array(channels.iter().map(|c| Value::from(c.as_str())).collect()).to_string()
+}
+
+fn parse_channels(text: &str) -> Vec<Channel> {
+    serde_json::from_str::<Vec<String>>(text)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+fn parse_status(text: &str) -> Status {
+    // Only this module writes the column, so an unknown value means a hand-edited row.
+    text.parse().unwrap_or(Status::Pending)
+}
+
+fn insert_request(conn: &mut SqliteConnection, req: &NewRequest) -> Result<(), StoreError> {
+    let id = req.id.to_string();
+    let requested = channels_json(&req.channels_requested);
+    let plan = channels_json(&req.plan);
+    let form = request::RequestInsertForm {
+        id: &id,
+        phone: &req.phone,
+        code_hash: &req.code_hash,
+        code_sealed: Some(&req.code_sealed),
+        status: Status::Pending.as_str(),
+        channels_requested: &requested,
+        channel_plan: &plan,
+        session_id: req.session_id.as_deref(),
+        webhook_url: req.webhook_url.as_deref(),
+        client_ip: req.client_ip.as_deref(),
+        max_cost_micros: req.max_cost_micros,
+        created_at: req.created_at,
+        updated_at: req.created_at,
+        expires_at: req.expires_at,
+    };
+    request::insert(conn, &form).map_err(unavailable)?;
+    Ok(())
+}
+
+/// The client webhook body of SPEC §6.
+fn webhook_body(
+    row: &request::RequestRow,
+    ev: &NewEvent,
+    channel: Channel,
+    status: Status,
+    channel_status: Option<&str>,
+) -> String {
+    json!({
+        "event": format!("otp.{}", ev.event_type),
+        "request_id": row.id,
+        "session_id": row.session_id,
+        "phone": row.phone,
+        "status": status.as_str(),
+        "channel": channel.as_str(),
+        "channel_status": channel_status,
+        "timestamp": ev.at,
+        "metadata": Value::Object(ev.metadata.clone()),
+    })
+    .to_string()
+}
+
+fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEvent, StoreError> {
+    let id = ev.request_id.to_string();
+    let row = request::find_by_id(conn, &id)
+        .map_err(unavailable)?
+        .ok_or(StoreError::UnknownRequest)?;
+    let plan = parse_channels(&row.channel_plan);
+    let current_channel: Option<Channel> = row.channel.as_deref().and_then(|c| c.parse().ok());
+    let channel = ev
+        .channel
+        .or(current_channel)
+        .or_else(|| plan.first().copied())
+        .unwrap_or(Channel::Sms);
+    let current = parse_status(&row.status);
+
+    if let Some(cb) = &ev.callback {
+        let form = callback::CallbackInsertForm {
+            provider_id: cb.provider_id.as_str(),
+            kind: &cb.kind,
+            status: &cb.status,
+            request_id: Some(&id),
+            body: &cb.body,
+            received_at: ev.at,
+        };
+        if !callback::insert_if_new(conn, &form).map_err(unavailable)? {
+            return Ok(RecordedEvent {
+                event_id: 0,
+                request_id: ev.request_id,
+                channel,
+                event_type: ev.event_type,
+                metadata: ev.metadata,
+                at: ev.at,
+                status: current,
+                status_changed: false,
+                current_channel,
+                channel_status: row.channel_status.as_deref().and_then(|s| s.parse().ok()),
+                phone: row.phone,
+                session_id: row.session_id,
+                webhook: None,
+                duplicate: true,
+            });
+        }
+    }
+
+    let next = ev.proposed_status.and_then(|p| status::merge(current, p));
+    let new_status = next.unwrap_or(current);
+    // Only events of the newest attempt move the request's current channel and channel status;
+    // a late event of an abandoned attempt is recorded but leaves them alone.
+    let moves_channel = match (ev.channel, ev.attempt) {
+        (Some(_), Some(attempt)) => row
+            .channel_index
+            .is_none_or(|now| i64::from(now) <= attempt as i64),
+        _ => false,
+    };
+    let (new_channel, new_index, new_channel_status) = if moves_channel {
+        (
+            Some(channel.as_str().to_owned()),
+            ev.attempt.and_then(|a| i32::try_from(a).ok()),
+            Some(ev.event_type.as_str().to_owned()),
+        )
+    } else {
+        (row.channel.clone(), row.channel_index, row.channel_status.clone())
+    };
+
+    let metadata = Value::Object(ev.metadata.clone()).to_string();
+    let internal = Value::Object(ev.internal.clone()).to_string();
+    let event_id = event::insert(
+        conn,
+        &event::EventInsertForm {
+            request_id: &id,
+            channel: channel.as_str(),
+            event_type: ev.event_type.as_str(),
+            metadata: &metadata,
+            internal: &internal,
+            status_after: new_status.as_str(),
+            created_at: ev.at,
+        },
+    )
+    .map_err(unavailable)?;
+
+    request::update_after_event(
+        conn,
+        &id,
+        &request::RequestUpdateForm {
+            status: new_status.as_str(),
+            channel: new_channel.as_deref(),
+            channel_index: new_index,
+            channel_status: new_channel_status.as_deref(),
+            updated_at: ev.at,
+        },
+        status::sending_finished(new_status),
+    )
+    .map_err(unavailable)?;
+    if let Some((micros, parts)) = ev.sms_cost {
+        request::record_sms_cost(conn, &id, micros, parts).map_err(unavailable)?;
+    }
+
+    let webhook = match &row.webhook_url {
+        Some(url) => {
+            let body = webhook_body(&row, &ev, channel, new_status, new_channel_status.as_deref());
+            let event_name = format!("otp.{}", ev.event_type);
+            let webhook_id = Uuid::new_v4().to_string();
+            let outbox_id = webhook::insert_outbox(
+                conn,
+                &webhook::OutboxInsertForm {
+                    request_id: &id,
+                    event_id,
+                    webhook_id: &webhook_id,
+                    url,
+                    event: &event_name,
+                    body: &body,
+                    state: "pending",
+                    attempts: 0,
+                    next_attempt_at: ev.at,
+                    created_at: ev.at,
+                    updated_at: ev.at,
+                },
+            )
+            .map_err(unavailable)?;
+            Some(OutboxItem {
+                id: outbox_id,
+                request_id: ev.request_id,
+                url: url.clone(),
+                event: event_name,
+                webhook_id,
+                body,
+                attempts: 0,
+                next_attempt_at: ev.at,
+            })
+        }
+        None => None,
+    };
+
+    Ok(RecordedEvent {
+        event_id,
+        request_id: ev.request_id,
+        channel,
+        event_type: ev.event_type,
+        metadata: ev.metadata,
+        at: ev.at,
+        status: new_status,
+        status_changed: next.is_some(),
+        current_channel: new_channel.as_deref().and_then(|c| c.parse().ok()),
+        channel_status: new_channel_status.as_deref().and_then(|s| s.parse().ok()),
+        phone: row.phone,
+        session_id: row.session_id,
+        webhook,
+        duplicate: false,
+    })
+}
+
+fn outbox_item(row: webhook::OutboxRow) -> Option<OutboxItem> {
+    Some(OutboxItem {
+        id: row.id,
+        request_id: RequestId::parse(&row.request_id)?,
+        url: row.url,
+        event: row.event,
+        webhook_id: row.webhook_id,
+        body: row.body,
+        attempts: u32::try_from(row.attempts).unwrap_or(0),
+        next_attempt_at: row.next_attempt_at,
+    })
+}
+
+fn resumable(row: request::RequestRow) -> Option<ResumableRequest> {
+    Some(ResumableRequest {
+        id: RequestId::parse(&row.id)?,
+        phone: row.phone,
+        code_sealed: row.code_sealed,
+        plan: parse_channels(&row.channel_plan),
+        attempt: row.channel_index.and_then(|i| usize::try_from(i).ok()),
+        channel_status: row.channel_status.as_deref().and_then(|s| s.parse().ok()),
+        provider_id: row.provider_id.as_deref().map(ProviderMessageId::new),
+        accepted_at: row.accepted_at,
+        status: parse_status(&row.status),
+        expires_at: row.expires_at,
+    })
+}
+
+impl Store for DbStore {
+    fn insert_request(&self, req: NewRequest) -> StoreFuture<()> {
+        self.write(move |conn| insert_request(conn, &req))
+    }
+
+    fn record_event(&self, ev: NewEvent) -> StoreFuture<RecordedEvent> {
+        self.write(move |conn| record_event(conn, ev))
+    }
+
+    fn attach_provider_id(
+        &self,
+        request_id: RequestId,
+        _attempt: usize,
+        provider_id: ProviderMessageId,
+        at: i64,
+    ) -> StoreFuture<()> {
+        self.write(move |conn| {
+            let changed =
+                request::attach_provider_id(conn, &request_id.to_string(), provider_id.as_str(), at)
+                    .map_err(unavailable)?;
+            if changed == 0 {
+                return Err(StoreError::UnknownRequest);
+            }
+            Ok(())
+        })
+    }
+
+    fn record_unmatched_callback(&self, cb: CallbackRecord) -> StoreFuture<()> {
+        self.write(move |conn| {
+            let form = callback::CallbackInsertForm {
+                provider_id: cb.provider_id.as_str(),
+                kind: &cb.kind,
+                status: &cb.status,
+                request_id: None,
+                body: &cb.body,
+                received_at: actors::clock::now_ms(),
+            };
+            callback::insert_if_new(conn, &form).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn find_by_provider_id(&self, provider_id: ProviderMessageId) -> StoreFuture<Option<ProviderMatch>> {
+        self.read(move |conn| {
+            let Some(row) = request::find_by_provider_id(conn, provider_id.as_str())? else {
+                return Ok(None);
+            };
+            let plan = parse_channels(&row.channel_plan);
+            let attempt = plan.iter().position(|c| *c == Channel::Sms).unwrap_or(0);
+            Ok(RequestId::parse(&row.id).map(|request_id| ProviderMatch { request_id, attempt }))
+        })
+    }
+
+    fn list_resumable(&self, now_ms: i64) -> StoreFuture<Vec<ResumableRequest>> {
+        self.read(move |conn| {
+            Ok(request::list_unfinished(conn, now_ms)?
+                .into_iter()
+                .filter_map(resumable)
+                .collect())
+        })
+    }
+
+    fn list_due_expiries(&self, now_ms: i64, limit: i64) -> StoreFuture<Vec<RequestId>> {
+        self.read(move |conn| {
+            Ok(request::list_due_expiries(conn, now_ms, limit)?
+                .iter()
+                .filter_map(|id| RequestId::parse(id))
+                .collect())
+        })
+    }
+
+    fn list_pending_webhooks(&self) -> StoreFuture<Vec<OutboxItem>> {
+        self.read(|conn| Ok(webhook::list_pending(conn)?.into_iter().filter_map(outbox_item).collect()))
+    }
+
+    fn record_webhook_attempt(&self, attempt: WebhookAttempt) -> StoreFuture<()> {
+        self.write(move |conn| {
+            let (state, outcome, next) = match attempt.outcome {
+                AttemptOutcome::Delivered => ("delivered", "delivered", attempt.at),
+                AttemptOutcome::RetryAt(at) => ("pending", "retry", at),
+                AttemptOutcome::GaveUp => ("failed", "gave_up", attempt.at),
+                AttemptOutcome::Blocked => ("blocked", "blocked", attempt.at),
+            };
+            let request_id = attempt.request_id.to_string();
+            let number = i32::try_from(attempt.attempt).unwrap_or(i32::MAX);
+            webhook::insert_attempt(
+                conn,
+                &webhook::AttemptInsertForm {
+                    outbox_id: attempt.outbox_id,
+                    request_id: &request_id,
+                    attempt: number,
+                    status_code: attempt.status_code.map(i32::from),
+                    error: attempt.error.as_deref(),
+                    duration_ms: attempt.duration_ms,
+                    outcome,
+                    created_at: attempt.at,
+                },
+            )
+            .map_err(unavailable)?;
+            webhook::update_outbox_state(conn, attempt.outbox_id, state, number, next, attempt.at)
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<()> {
+        self.read(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1")
+        })
+    }
+}
+
+/// Client-visible metadata of an event row (for `/requests/{id}`).
+pub fn metadata_of(text: &str) -> Map<String, Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Parses an event type column.
+pub fn event_type_of(text: &str) -> Option<EventType> {
+    text.parse().ok()
+}

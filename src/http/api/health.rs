@@ -1,0 +1,28 @@
+//! `GET /health` (no auth): database liveness, mode, channel states, uptime, version.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use actors::store::Store;
+
+use crate::http::ApiState;
+
+/// `GET /health`: 200 when healthy, 503 when degraded.
+pub async fn get_health(state: web::Data<ApiState>) -> HttpResponse {
+    let database_ok = state.store.ping().await.is_ok();
+    let healthy = database_ok;
+    let body = json!({
+        "status": if healthy { "healthy" } else { "degraded" },
+        "mode": state.config.mode.as_str(),
+        "database": if database_ok { "connected" } else { "unavailable" },
+        "sip": "disabled",
+        "sms": if state.sms_enabled { "enabled" } else { "disabled" },
+        "uptime": state.started.elapsed().as_secs(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,8 @@
+//! API handlers, one file per resource.
+
+pub mod dispatch;
+pub mod dlr;
+pub mod feedback;
+pub mod health;
+pub mod requests;
+pub mod validate;
