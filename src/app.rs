@@ -88,8 +88,13 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
     let store = DbStore::new(writer, pool).context("starting the database writer")?;
     let shared_store: Arc<dyn Store> = Arc::new(store.clone());
 
-    let listener = TcpListener::bind((config.bind_address, config.http_port))
-        .with_context(|| format!("HTTP_PORT {}: cannot listen on {}", config.http_port, config.bind_address))?;
+    let listener =
+        TcpListener::bind((config.bind_address, config.http_port)).with_context(|| {
+            format!(
+                "HTTP_PORT {}: cannot listen on {}",
+                config.http_port, config.bind_address
+            )
+        })?;
     let api_addr = listener.local_addr()?;
 
     let sandbox_sms = if config.is_sandbox() {
@@ -158,12 +163,16 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         started: Instant::now(),
         sms_enabled,
     });
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
-        .disable_signals()
-        .shutdown_timeout(10)
-        .backlog(4096)
-        .listen(listener)?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::configure)
+    })
+    .disable_signals()
+    .shutdown_timeout(10)
+    .backlog(4096)
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     actix_rt::spawn(server);
 
@@ -197,7 +206,12 @@ fn sms_settings(config: &Config, sandbox: Option<&SandboxSms>) -> Option<SmsSett
     Some(SmsSettings {
         endpoint: config.sms.api_endpoint.clone(),
         username: config.sms.username.clone().unwrap_or_default(),
-        password: config.sms.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default(),
+        password: config
+            .sms
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .unwrap_or_default(),
         source: config.sms.caller_id.clone(),
         template: config.sms.message_template.clone(),
         timeout: config.sms.api_timeout,
@@ -236,11 +250,17 @@ fn announce(gateway: &Gateway) {
         }
         println!("  Database:    {}", config.database_path.display());
         if config.api_secret_generated {
-            println!("  API secret:  {}   (generated; set API_SECRET to choose one)", config.api_secret.expose());
+            println!(
+                "  API secret:  {}   (generated; set API_SECRET to choose one)",
+                config.api_secret.expose()
+            );
         } else {
             println!("  API secret:  from API_SECRET");
         }
-        println!("  Try:  curl -s {}/dispatch -H 'Content-Type: application/json' \\", gateway.api_url());
+        println!(
+            "  Try:  curl -s {}/dispatch -H 'Content-Type: application/json' \\",
+            gateway.api_url()
+        );
         println!("          -H 'X-API-Secret: <secret>' -d '{{\"phone\":\"+14155552671\",\"code\":\"123456\",\"channels\":[\"sms\"]}}'");
         println!("{bar}");
     }

@@ -120,7 +120,9 @@ impl ResponseError for AppError {
 impl From<actors::store::StoreError> for AppError {
     fn from(err: actors::store::StoreError) -> Self {
         match err {
-            actors::store::StoreError::UnknownRequest => AppError::NotFound("Unknown request_id".into()),
+            actors::store::StoreError::UnknownRequest => {
+                AppError::NotFound("Unknown request_id".into())
+            }
             actors::store::StoreError::Unavailable(reason) => {
                 tracing::error!(%reason, "storage unavailable");
                 AppError::Unavailable
@@ -145,7 +147,10 @@ mod tests {
     fn forbidden_json_is_pinned() {
         let (status, body) = body_of(AppError::Forbidden);
         assert_eq!(status, 403);
-        assert_eq!(body, json!({"error": "forbidden", "message": "Invalid API secret"}));
+        assert_eq!(
+            body,
+            json!({"error": "forbidden", "message": "Invalid API secret"})
+        );
     }
 
     #[test]
@@ -154,7 +159,9 @@ mod tests {
         assert_eq!(status, 400);
         assert_eq!(body["error"], "invalid_request");
         assert_eq!(body["field"], "code");
-        let (status, body) = body_of(AppError::from(actors::store::StoreError::Unavailable("disk I/O error at /data".into())));
+        let (status, body) = body_of(AppError::from(actors::store::StoreError::Unavailable(
+            "disk I/O error at /data".into(),
+        )));
         assert_eq!(status, 503);
         assert!(!body.to_string().contains("/data"));
     }

@@ -19,9 +19,12 @@ pub fn key_path(database_path: &Path) -> PathBuf {
 pub fn load_or_create(database_path: &Path) -> anyhow::Result<[u8; KEY_MATERIAL_LEN]> {
     let path = key_path(database_path);
     match fs::read(&path) {
-        Ok(bytes) => bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("{}: key file must be exactly {KEY_MATERIAL_LEN} bytes", path.display())),
+        Ok(bytes) => bytes.try_into().map_err(|_| {
+            anyhow::anyhow!(
+                "{}: key file must be exactly {KEY_MATERIAL_LEN} bytes",
+                path.display()
+            )
+        }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let material = CodeVault::generate_material()?;
             let tmp = path.with_extension("key.tmp");
@@ -41,6 +44,9 @@ pub fn load_or_create(database_path: &Path) -> anyhow::Result<[u8; KEY_MATERIAL_
             tracing::info!(path = %path.display(), "created server key file");
             Ok(material)
         }
-        Err(err) => Err(anyhow::anyhow!("{}: cannot read key file: {err}", path.display())),
+        Err(err) => Err(anyhow::anyhow!(
+            "{}: cannot read key file: {err}",
+            path.display()
+        )),
     }
 }

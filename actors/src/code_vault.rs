@@ -33,7 +33,8 @@ impl CodeVault {
     /// Builds a vault from 64 bytes of secret key material.
     pub fn new(material: &[u8; KEY_MATERIAL_LEN]) -> Result<Self, VaultError> {
         let (mac, seal) = material.split_at(32);
-        let unbound = UnboundKey::new(&CHACHA20_POLY1305, seal).map_err(|_| VaultError("bad key"))?;
+        let unbound =
+            UnboundKey::new(&CHACHA20_POLY1305, seal).map_err(|_| VaultError("bad key"))?;
         Ok(Self {
             hmac_key: hmac::Key::new(hmac::HMAC_SHA256, mac),
             seal_key: LessSafeKey::new(unbound),
@@ -58,7 +59,9 @@ impl CodeVault {
     /// Seals the code for `request`: nonce followed by ciphertext and tag.
     pub fn seal(&self, request: RequestId, code: &str) -> Result<Vec<u8>, VaultError> {
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).map_err(|_| VaultError("no randomness"))?;
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| VaultError("no randomness"))?;
         let mut buffer = code.as_bytes().to_vec();
         self.seal_key
             .seal_in_place_append_tag(

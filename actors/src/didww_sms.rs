@@ -10,7 +10,11 @@ use crate::ids::ProviderMessageId;
 pub const JSONAPI_CONTENT_TYPE: &str = "application/vnd.api+json";
 
 /// The body of `POST /outbound_messages` (§1.3). Numbers are E.164 digits without `+`.
-pub fn outbound_message_body(destination_digits: &str, source_digits: &str, content: &str) -> String {
+pub fn outbound_message_body(
+    destination_digits: &str,
+    source_digits: &str,
+    content: &str,
+) -> String {
     json!({
         "data": {
             "type": "outbound_messages",
@@ -53,13 +57,11 @@ pub fn api_error_of(body: &[u8]) -> ApiError {
     };
     let first = value.get("errors").and_then(|e| e.get(0));
     let text = |key: &str| {
-        first
-            .and_then(|e| e.get(key))
-            .and_then(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
+        first.and_then(|e| e.get(key)).and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
     };
     ApiError {
         title: text("title"),
@@ -139,7 +141,9 @@ pub enum CallbackError {
 /// Parses a callback body, tolerating unknown fields, any case and string or number forms.
 pub fn parse_callback(body: &[u8]) -> Result<SmsCallback, CallbackError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| CallbackError::NotJson)?;
-    let data = value.get("data").ok_or(CallbackError::Shape("missing data"))?;
+    let data = value
+        .get("data")
+        .ok_or(CallbackError::Shape("missing data"))?;
     let id = match data.get("id") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
@@ -156,7 +160,11 @@ pub fn parse_callback(body: &[u8]) -> Result<SmsCallback, CallbackError> {
         .filter(|s| !s.is_empty())
         .ok_or(CallbackError::Shape("missing data.attributes.status"))?
         .to_owned();
-    let type_name = data.get("type").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    let type_name = data
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let kind = if type_name.contains("dlr") {
         CallbackKind::Dlr
     } else if type_name.contains("callback") {
@@ -256,18 +264,41 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../tests/fixtures/didww/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../tests/fixtures/didww/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     #[test]
     fn fixtures_map_to_the_right_events() {
         let cases = [
-            ("dlr-success-processing.json", CallbackKind::Processing, Some(EventType::Sent)),
-            ("dlr-delivered.json", CallbackKind::Dlr, Some(EventType::Delivered)),
-            ("dlr-failed-routing-error.json", CallbackKind::Processing, Some(EventType::Failed)),
-            ("dlr-failed-insufficient-balance.json", CallbackKind::Processing, Some(EventType::Failed)),
-            ("dlr-undelivered-expired.json", CallbackKind::Dlr, Some(EventType::Undelivered)),
+            (
+                "dlr-success-processing.json",
+                CallbackKind::Processing,
+                Some(EventType::Sent),
+            ),
+            (
+                "dlr-delivered.json",
+                CallbackKind::Dlr,
+                Some(EventType::Delivered),
+            ),
+            (
+                "dlr-failed-routing-error.json",
+                CallbackKind::Processing,
+                Some(EventType::Failed),
+            ),
+            (
+                "dlr-failed-insufficient-balance.json",
+                CallbackKind::Processing,
+                Some(EventType::Failed),
+            ),
+            (
+                "dlr-undelivered-expired.json",
+                CallbackKind::Dlr,
+                Some(EventType::Undelivered),
+            ),
         ];
         for (name, kind, event) in cases {
             let cb = parse_callback(&fixture(name)).unwrap();
@@ -286,7 +317,8 @@ mod tests {
         assert_eq!(cb.provider_id.as_str(), "abc-1");
         assert_eq!(cb.code_id, Some(3));
         assert_eq!(cb.event_type(), Some(EventType::Failed));
-        let intermediate = br#"{"data":{"id":"x","type":"dlr_event","attributes":{"status":"ENROUTE"}}}"#;
+        let intermediate =
+            br#"{"data":{"id":"x","type":"dlr_event","attributes":{"status":"ENROUTE"}}}"#;
         assert_eq!(parse_callback(intermediate).unwrap().event_type(), None);
     }
 
@@ -310,11 +342,17 @@ mod tests {
     #[test]
     fn request_body_matches_fixture_shape() {
         let ours: Value =
-            serde_json::from_str(&outbound_message_body("15555550123", "15555550100", "hi")).unwrap();
+            serde_json::from_str(&outbound_message_body("15555550123", "15555550100", "hi"))
+                .unwrap();
         let fixture: Value = serde_json::from_slice(&fixture("sms-send-request.json")).unwrap();
         assert_eq!(ours["data"]["type"], fixture["data"]["type"]);
         let keys = |v: &Value| {
-            let mut k: Vec<String> = v["data"]["attributes"].as_object().unwrap().keys().cloned().collect();
+            let mut k: Vec<String> = v["data"]["attributes"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
             k.sort();
             k
         };

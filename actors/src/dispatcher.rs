@@ -21,7 +21,9 @@ use crate::otp_request::{
 };
 use crate::services::RequestServices;
 use crate::status::proposed_status;
-use crate::store::{CallbackRecord, NewEvent, NewRequest, ProviderMatch, RecordedEvent, StoreError};
+use crate::store::{
+    CallbackRecord, NewEvent, NewRequest, ProviderMatch, RecordedEvent, StoreError,
+};
 
 /// Most expiries handled per sweep.
 const EXPIRY_BATCH: i64 = 1_000;
@@ -193,34 +195,40 @@ impl Dispatcher {
             return;
         }
         self.sweeping = true;
-        let due = self.services.sink.store.list_due_expiries(now_ms(), EXPIRY_BATCH);
-        let fut = async move { due.await }.into_actor(self).map(|result, act, ctx| {
-            act.sweeping = false;
-            let ids = match result {
-                Ok(ids) => ids,
-                Err(err) => {
-                    tracing::error!(error = %err, "expiry sweep failed");
-                    return;
-                }
-            };
-            for id in ids {
-                if let Some(actor) = act.live.get(&id) {
-                    actor.do_send(Expire);
-                    continue;
-                }
-                if !act.expiring.insert(id) {
-                    continue;
-                }
-                let stored = act.services.sink.record(expiry_event(id));
-                let me = ctx.address();
-                actix::spawn(async move {
-                    if let Err(err) = stored.await {
-                        tracing::error!(request_id = %id, error = %err, "expiry not stored");
+        let due = self
+            .services
+            .sink
+            .store
+            .list_due_expiries(now_ms(), EXPIRY_BATCH);
+        let fut = async move { due.await }
+            .into_actor(self)
+            .map(|result, act, ctx| {
+                act.sweeping = false;
+                let ids = match result {
+                    Ok(ids) => ids,
+                    Err(err) => {
+                        tracing::error!(error = %err, "expiry sweep failed");
+                        return;
                     }
-                    me.do_send(RequestFinished(id));
-                });
-            }
-        });
+                };
+                for id in ids {
+                    if let Some(actor) = act.live.get(&id) {
+                        actor.do_send(Expire);
+                        continue;
+                    }
+                    if !act.expiring.insert(id) {
+                        continue;
+                    }
+                    let stored = act.services.sink.record(expiry_event(id));
+                    let me = ctx.address();
+                    actix::spawn(async move {
+                        if let Err(err) = stored.await {
+                            tracing::error!(request_id = %id, error = %err, "expiry not stored");
+                        }
+                        me.do_send(RequestFinished(id));
+                    });
+                }
+            });
         ctx.spawn(fut);
     }
 
@@ -240,7 +248,11 @@ impl Dispatcher {
         };
         let Some(event_type) = callback.event_type() else {
             let stored = self.services.sink.store.record_unmatched_callback(record);
-            return Box::pin(async move { stored.await.map(|()| CallbackAck::Recorded(found.request_id)) });
+            return Box::pin(async move {
+                stored
+                    .await
+                    .map(|()| CallbackAck::Recorded(found.request_id))
+            });
         };
         let mut event = NewEvent::channel_event(
             found.request_id,
@@ -256,7 +268,9 @@ impl Dispatcher {
             internal.insert("didww_code_id".into(), json!(code_id));
         }
         if event_type.is_channel_failure() {
-            event.metadata.insert("error".into(), json!("not_delivered"));
+            event
+                .metadata
+                .insert("error".into(), json!("not_delivered"));
         }
         event.internal = internal;
         event.callback = Some(record);
@@ -321,11 +335,18 @@ impl Handler<Dispatch> for Dispatcher {
         };
         let stored = self.services.sink.store.insert_request(new);
         let (phone, code, plan) = (order.phone, order.code, order.plan);
-        Box::pin(async move { stored.await }.into_actor(self).map(move |result, act, ctx| {
-            result?;
-            act.spawn_request(id, phone, code, plan, StartPoint::Fresh, ctx);
-            Ok(Accepted { request_id: id, channel: first })
-        }))
+        Box::pin(
+            async move { stored.await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    result?;
+                    act.spawn_request(id, phone, code, plan, StartPoint::Fresh, ctx);
+                    Ok(Accepted {
+                        request_id: id,
+                        channel: first,
+                    })
+                }),
+        )
     }
 }
 
@@ -336,7 +357,11 @@ impl Handler<SmsCallbackReceived> for Dispatcher {
         let services = Arc::clone(&self.services);
         let provider_id = msg.callback.provider_id.clone();
         let lookup = async move {
-            if let Some(found) = services.index.get_or_wait(&provider_id, services.settings.callback_patience).await {
+            if let Some(found) = services
+                .index
+                .get_or_wait(&provider_id, services.settings.callback_patience)
+                .await
+            {
                 return Ok(Some(found));
             }
             services.sink.store.find_by_provider_id(provider_id).await
@@ -386,12 +411,19 @@ impl Handler<Feedback> for Dispatcher {
     fn handle(&mut self, msg: Feedback, _: &mut Context<Self>) -> Self::Result {
         match self.live.get(&msg.request_id) {
             Some(actor) => {
-                let sent = actor.send(ApplyFeedback { success: msg.success });
+                let sent = actor.send(ApplyFeedback {
+                    success: msg.success,
+                });
                 Box::pin(async move {
-                    sent.await.map_err(|_| StoreError::Unavailable("request actor stopped".into()))?
+                    sent.await
+                        .map_err(|_| StoreError::Unavailable("request actor stopped".into()))?
                 })
             }
-            None => Box::pin(self.services.sink.record(feedback_event(msg.request_id, msg.success))),
+            None => Box::pin(
+                self.services
+                    .sink
+                    .record(feedback_event(msg.request_id, msg.success)),
+            ),
         }
     }
 }

@@ -183,7 +183,11 @@ impl OtpRequest {
             channel,
             index,
             EventType::Failed,
-            if is_current { proposed_status(EventType::Failed, false, final_attempt) } else { None },
+            if is_current {
+                proposed_status(EventType::Failed, false, final_attempt)
+            } else {
+                None
+            },
         );
         event.metadata.insert("error".into(), json!(error));
         event.internal = internal;
@@ -229,8 +233,12 @@ impl OtpRequest {
     }
 
     fn resume(&mut self, ctx: &mut Context<Self>) {
-        let StartPoint::Resume { attempt, channel_status, provider_id, accepted_at } =
-            self.start.clone()
+        let StartPoint::Resume {
+            attempt,
+            channel_status,
+            provider_id,
+            accepted_at,
+        } = self.start.clone()
         else {
             self.start_attempt(0, ctx);
             return;
@@ -253,12 +261,16 @@ impl OtpRequest {
                 self.services.index.submission_started();
                 self.services.index.submission_finished(Some((
                     provider_id.clone(),
-                    crate::store::ProviderMatch { request_id: self.id, attempt: index },
+                    crate::store::ProviderMatch {
+                        request_id: self.id,
+                        attempt: index,
+                    },
                 )));
                 self.attempts[index] = Attempt::Accepted(provider_id);
                 let waited = crate::clock::now_ms() - accepted_at.unwrap_or(0);
                 let timeout = self.services.settings.sms_delivery_timeout;
-                let left = timeout.saturating_sub(Duration::from_millis(u64::try_from(waited).unwrap_or(0)));
+                let left = timeout
+                    .saturating_sub(Duration::from_millis(u64::try_from(waited).unwrap_or(0)));
                 self.arm_delivery_timer(index, left, ctx);
             }
             // Submitted but no answer recorded: DIDWW may or may not have it; sending again is the
@@ -300,7 +312,8 @@ impl Handler<SmsSubmitted> for OtpRequest {
             SubmitOutcome::Accepted(provider_id) => {
                 self.attempts[index] = Attempt::Accepted(provider_id.clone());
                 let store = Arc::clone(&self.services.sink.store);
-                let attach = store.attach_provider_id(self.id, index, provider_id, crate::clock::now_ms());
+                let attach =
+                    store.attach_provider_id(self.id, index, provider_id, crate::clock::now_ms());
                 let id = self.id;
                 actix::spawn(async move {
                     if let Err(err) = attach.await {
@@ -350,11 +363,17 @@ impl Handler<SmsReport> for OtpRequest {
         internal.insert("didww_status".into(), json!(callback.status));
         if let Some(code_id) = callback.code_id {
             internal.insert("didww_code_id".into(), json!(code_id));
-            internal.insert("didww_code_meaning".into(), json!(didww_sms::code_id_meaning(code_id)));
+            internal.insert(
+                "didww_code_meaning".into(),
+                json!(didww_sms::code_id_meaning(code_id)),
+            );
         }
         let mut proposed = proposed_status(event_type, false, is_current && !self.has_next());
         let mut after: Option<fn(&mut Self, &mut Context<Self>)> = None;
-        let settled_before = matches!(self.attempts.get(index), Some(Attempt::Failed | Attempt::Delivered));
+        let settled_before = matches!(
+            self.attempts.get(index),
+            Some(Attempt::Failed | Attempt::Delivered)
+        );
         match event_type {
             EventType::Delivered => {
                 if let Some(slot) = self.attempts.get_mut(index) {
@@ -380,7 +399,14 @@ impl Handler<SmsReport> for OtpRequest {
         }
         let mut event = NewEvent::channel_event(self.id, Channel::Sms, index, event_type, proposed);
         if event_type.is_channel_failure() {
-            event.metadata.insert("error".into(), json!(if callback.code_id.is_some() { "carrier_failed" } else { "not_delivered" }));
+            event.metadata.insert(
+                "error".into(),
+                json!(if callback.code_id.is_some() {
+                    "carrier_failed"
+                } else {
+                    "not_delivered"
+                }),
+            );
         }
         event.internal = internal;
         event.callback = Some(record);
@@ -420,7 +446,11 @@ impl Handler<Expire> for OtpRequest {
 
 /// The request-level event for client feedback.
 pub fn feedback_event(id: RequestId, success: bool) -> NewEvent {
-    let event_type = if success { EventType::Verified } else { EventType::Rejected };
+    let event_type = if success {
+        EventType::Verified
+    } else {
+        EventType::Rejected
+    };
     NewEvent {
         request_id: id,
         channel: None,
@@ -428,7 +458,11 @@ pub fn feedback_event(id: RequestId, success: bool) -> NewEvent {
         event_type,
         metadata: Map::new(),
         internal: Map::new(),
-        proposed_status: Some(if success { Status::Verified } else { Status::Rejected }),
+        proposed_status: Some(if success {
+            Status::Verified
+        } else {
+            Status::Rejected
+        }),
         callback: None,
         sms_cost: None,
         at: crate::clock::now_ms(),

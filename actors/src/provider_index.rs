@@ -48,7 +48,11 @@ impl ProviderIndex {
     }
 
     /// Looks an id up, waiting up to `patience` for in-flight submissions to land first.
-    pub async fn get_or_wait(&self, id: &ProviderMessageId, patience: Duration) -> Option<ProviderMatch> {
+    pub async fn get_or_wait(
+        &self,
+        id: &ProviderMessageId,
+        patience: Duration,
+    ) -> Option<ProviderMatch> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let settled = self.settled.notified();

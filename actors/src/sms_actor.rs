@@ -143,7 +143,10 @@ impl Handler<SendSms> for SmsActor {
             .insert_header(("Authorization", self.authorization.as_str()))
             .insert_header(("Content-Type", JSONAPI_CONTENT_TYPE))
             .insert_header(("Accept", JSONAPI_CONTENT_TYPE))
-            .insert_header(("User-Agent", concat!("otp-gateway/", env!("CARGO_PKG_VERSION"))));
+            .insert_header((
+                "User-Agent",
+                concat!("otp-gateway/", env!("CARGO_PKG_VERSION")),
+            ));
         let index = Arc::clone(&self.index);
         index.submission_started();
         let fut = async move {

@@ -50,8 +50,9 @@ pub fn merge(current: Status, proposed: Status) -> Option<Status> {
     }
     match proposed {
         Status::Verified => Some(Status::Verified),
-        Status::Rejected => (current != Status::Verified && current != Status::Expired)
-            .then_some(Status::Rejected),
+        Status::Rejected => {
+            (current != Status::Verified && current != Status::Expired).then_some(Status::Rejected)
+        }
         Status::Expired => matches!(
             current,
             Status::Pending | Status::Sending | Status::Sent | Status::Delivered | Status::Rejected
@@ -75,9 +76,15 @@ mod tests {
 
     #[test]
     fn delivery_moves_only_forward() {
-        assert_eq!(merge(Status::Pending, Status::Sending), Some(Status::Sending));
+        assert_eq!(
+            merge(Status::Pending, Status::Sending),
+            Some(Status::Sending)
+        );
         assert_eq!(merge(Status::Sending, Status::Sent), Some(Status::Sent));
-        assert_eq!(merge(Status::Sent, Status::Delivered), Some(Status::Delivered));
+        assert_eq!(
+            merge(Status::Sent, Status::Delivered),
+            Some(Status::Delivered)
+        );
         assert_eq!(merge(Status::Delivered, Status::Sent), None);
         assert_eq!(merge(Status::Sent, Status::Sending), None);
         assert_eq!(merge(Status::Delivered, Status::Failed), None);
@@ -85,28 +92,49 @@ mod tests {
 
     #[test]
     fn late_delivery_beats_failure() {
-        assert_eq!(merge(Status::Failed, Status::Delivered), Some(Status::Delivered));
+        assert_eq!(
+            merge(Status::Failed, Status::Delivered),
+            Some(Status::Delivered)
+        );
         assert_eq!(merge(Status::Failed, Status::Sent), None);
     }
 
     #[test]
     fn channel_failure_fails_request_only_on_final_attempt() {
         assert_eq!(proposed_status(EventType::Failed, false, false), None);
-        assert_eq!(proposed_status(EventType::Undelivered, false, true), Some(Status::Failed));
-        assert_eq!(proposed_status(EventType::Hangup, true, false), Some(Status::Delivered));
-        assert_eq!(proposed_status(EventType::Hangup, false, true), Some(Status::Failed));
+        assert_eq!(
+            proposed_status(EventType::Undelivered, false, true),
+            Some(Status::Failed)
+        );
+        assert_eq!(
+            proposed_status(EventType::Hangup, true, false),
+            Some(Status::Delivered)
+        );
+        assert_eq!(
+            proposed_status(EventType::Hangup, false, true),
+            Some(Status::Failed)
+        );
     }
 
     #[test]
     fn feedback_and_expiry() {
-        assert_eq!(merge(Status::Delivered, Status::Rejected), Some(Status::Rejected));
-        assert_eq!(merge(Status::Rejected, Status::Verified), Some(Status::Verified));
+        assert_eq!(
+            merge(Status::Delivered, Status::Rejected),
+            Some(Status::Rejected)
+        );
+        assert_eq!(
+            merge(Status::Rejected, Status::Verified),
+            Some(Status::Verified)
+        );
         assert_eq!(merge(Status::Verified, Status::Rejected), None);
         assert_eq!(merge(Status::Verified, Status::Expired), None);
         assert_eq!(merge(Status::Failed, Status::Expired), None);
         assert_eq!(merge(Status::Sent, Status::Expired), Some(Status::Expired));
         assert_eq!(merge(Status::Expired, Status::Delivered), None);
-        assert_eq!(merge(Status::Expired, Status::Verified), Some(Status::Verified));
+        assert_eq!(
+            merge(Status::Expired, Status::Verified),
+            Some(Status::Verified)
+        );
         assert_eq!(merge(Status::Verified, Status::Delivered), None);
     }
 }

@@ -259,7 +259,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a callback that matched no request (audit); resolves once durable.
     fn record_unmatched_callback(&self, callback: CallbackRecord) -> StoreFuture<()>;
     /// Finds the request that sent `provider_id`.
-    fn find_by_provider_id(&self, provider_id: ProviderMessageId) -> StoreFuture<Option<ProviderMatch>>;
+    fn find_by_provider_id(
+        &self,
+        provider_id: ProviderMessageId,
+    ) -> StoreFuture<Option<ProviderMatch>>;
     /// Requests whose delivery is unfinished (pending/sending/sent, not expired).
     fn list_resumable(&self, now_ms: i64) -> StoreFuture<Vec<ResumableRequest>>;
     /// Ids of requests whose lifetime has passed and that can still expire.

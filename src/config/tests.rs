@@ -73,7 +73,10 @@ fn live_defaults_follow_the_spec() {
     assert_eq!(c.sip.ring_timeout, Duration::from_secs(30));
     assert_eq!(c.sip.max_call_duration, Duration::from_secs(120));
 
-    assert_eq!(c.voice.message_template, "intro {code} repeating {code} goodbye");
+    assert_eq!(
+        c.voice.message_template,
+        "intro {code} repeating {code} goodbye"
+    );
     assert_eq!(c.voice.prompt.len(), 5);
     assert_eq!(c.voice.speed, VoiceSpeed::Medium);
     assert_eq!(c.voice.language, "en");
@@ -225,9 +228,14 @@ fn all_problems_are_reported_at_once() {
     assert_eq!(errors.len(), 3, "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3);
-    assert!(lines.contains(&"HTTP_PORT: \"abc\" is not a number"), "{text}");
     assert!(
-        lines.iter().any(|l| l.starts_with("SMS_ENABLED: \"maybe\"")),
+        lines.contains(&"HTTP_PORT: \"abc\" is not a number"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("SMS_ENABLED: \"maybe\"")),
         "{text}"
     );
     assert!(
@@ -260,7 +268,11 @@ fn booleans_mean_what_they_say() {
 
 #[test]
 fn empty_values_are_unset() {
-    let c = live_ok(&[("HTTP_PORT", ""), ("ADMIN_ENABLED", ""), ("LOG_LEVEL", "  ")]);
+    let c = live_ok(&[
+        ("HTTP_PORT", ""),
+        ("ADMIN_ENABLED", ""),
+        ("LOG_LEVEL", "  "),
+    ]);
     assert_eq!(c.http_port, 8080);
     assert!(!c.admin.enabled);
     assert_eq!(c.log_level, "info");
@@ -336,7 +348,10 @@ fn secrets_are_redacted_everywhere() {
         assert!(!text.contains("XYZZY"), "secret leaked:\n{text}");
     }
     assert!(debug.contains("***"));
-    assert_eq!(c.admin.password.as_ref().unwrap().expose(), "admin-pass-XYZZY");
+    assert_eq!(
+        c.admin.password.as_ref().unwrap().expose(),
+        "admin-pass-XYZZY"
+    );
 
     // Errors about secrets do not echo them either.
     let errors = live_err(&[("API_SECRET", "short-XYZZY")]);
@@ -384,7 +399,10 @@ fn did_number_is_an_alias_of_caller_id() {
 
 #[test]
 fn caller_ids_are_normalised_to_digits() {
-    assert_eq!(normalize_caller_id("+44 20 7946 0000").unwrap(), "442079460000");
+    assert_eq!(
+        normalize_caller_id("+44 20 7946 0000").unwrap(),
+        "442079460000"
+    );
     assert_eq!(normalize_caller_id("12125551234").unwrap(), "12125551234");
     assert!(normalize_caller_id("+1-212-555-1234").is_err());
     assert!(normalize_caller_id("02079460000").is_err());
@@ -438,10 +456,17 @@ fn port_ranges_and_relations() {
         (vec![("TRUST_PROXY", "11")], "TRUST_PROXY"),
         (vec![("TRUST_PROXY", "true")], "TRUST_PROXY"),
         (vec![("OTP_TTL_SECS", "0")], "OTP_TTL_SECS"),
-        (vec![("CALL_RING_TIMEOUT_SECS", "0")], "CALL_RING_TIMEOUT_SECS"),
+        (
+            vec![("CALL_RING_TIMEOUT_SECS", "0")],
+            "CALL_RING_TIMEOUT_SECS",
+        ),
         (vec![("WEBHOOK_TIMEOUT_MS", "0")], "WEBHOOK_TIMEOUT_MS"),
         (
-            vec![("ADMIN_ENABLED", "true"), ("ADMIN_PASSWORD", "12345678"), ("ADMIN_PORT", "8080")],
+            vec![
+                ("ADMIN_ENABLED", "true"),
+                ("ADMIN_PASSWORD", "12345678"),
+                ("ADMIN_PORT", "8080"),
+            ],
             "ADMIN_PORT",
         ),
     ] {
@@ -449,7 +474,11 @@ fn port_ranges_and_relations() {
         assert_eq!(errors.len(), 1, "{extra:?}: {errors}");
         assert!(errors.mentions(var), "{extra:?}: {errors}");
     }
-    let c = live_ok(&[("TRUST_PROXY", "0"), ("RTP_PORT_START", "20000"), ("RTP_PORT_END", "20001")]);
+    let c = live_ok(&[
+        ("TRUST_PROXY", "0"),
+        ("RTP_PORT_START", "20000"),
+        ("RTP_PORT_END", "20001"),
+    ]);
     assert_eq!(c.trust_proxy, 0);
     assert_eq!((c.sip.rtp_port_start, c.sip.rtp_port_end), (20000, 20001));
 }
@@ -516,7 +545,9 @@ fn enumerations() {
     assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.admin.cookie_secure, CookieSecure::Never);
     assert_eq!(
-        live_ok(&[("ADMIN_COOKIE_SECURE", "TRUE")]).admin.cookie_secure,
+        live_ok(&[("ADMIN_COOKIE_SECURE", "TRUE")])
+            .admin
+            .cookie_secure,
         CookieSecure::Always
     );
 
@@ -550,8 +581,7 @@ fn voice_template() {
         "Your verification code is {code}. Repeating. {code}.",
     )]);
     assert!(errors.mentions("OTP_MESSAGE_TEMPLATE"), "{errors}");
-    assert!(live_err(&[("OTP_MESSAGE_TEMPLATE", "intro goodbye")])
-        .mentions("OTP_MESSAGE_TEMPLATE"));
+    assert!(live_err(&[("OTP_MESSAGE_TEMPLATE", "intro goodbye")]).mentions("OTP_MESSAGE_TEMPLATE"));
     assert!(live_err(&[("OTP_VOICE_LANGUAGE", "../etc")]).mentions("OTP_VOICE_LANGUAGE"));
     assert_eq!(
         live_ok(&[("OTP_VOICE_LANGUAGE", "pt-BR")]).voice.language,
@@ -561,8 +591,9 @@ fn voice_template() {
     let dir = tempfile::tempdir().unwrap();
     let c = live_ok(&[("VOICE_PROMPTS_DIR", dir.path().to_str().unwrap())]);
     assert_eq!(c.voice.prompts_dir.as_deref(), Some(dir.path()));
-    assert!(live_err(&[("VOICE_PROMPTS_DIR", "/nonexistent/prompts")])
-        .mentions("VOICE_PROMPTS_DIR"));
+    assert!(
+        live_err(&[("VOICE_PROMPTS_DIR", "/nonexistent/prompts")]).mentions("VOICE_PROMPTS_DIR")
+    );
 }
 
 #[test]
@@ -579,8 +610,10 @@ fn admin_in_live_mode() {
     let errors = live_err(&[("ADMIN_ENABLED", "true")]);
     assert_eq!(errors.len(), 1, "{errors}");
     assert!(errors.mentions("ADMIN_PASSWORD"));
-    assert!(live_err(&[("ADMIN_ENABLED", "true"), ("ADMIN_PASSWORD", "short")])
-        .mentions("ADMIN_PASSWORD"));
+    assert!(
+        live_err(&[("ADMIN_ENABLED", "true"), ("ADMIN_PASSWORD", "short")])
+            .mentions("ADMIN_PASSWORD")
+    );
     assert!(live_err(&[("ADMIN_SESSION_SECRET", "too-short")]).mentions("ADMIN_SESSION_SECRET"));
 
     let c = live_ok(&[
@@ -600,7 +633,12 @@ fn admin_in_live_mode() {
         c.admin.cors_origins,
         vec!["http://localhost:5173", "https://admin.example.com"]
     );
-    for bad in ["*", "localhost:5173", "https://a.example.com/admin", "ftp://a.example.com"] {
+    for bad in [
+        "*",
+        "localhost:5173",
+        "https://a.example.com/admin",
+        "ftp://a.example.com",
+    ] {
         assert!(
             live_err(&[("ADMIN_CORS_ORIGINS", bad)]).mentions("ADMIN_CORS_ORIGINS"),
             "{bad}"
@@ -640,7 +678,10 @@ fn webhooks_and_cdr() {
         ("WEBHOOK_SIGNING_SECRET", "signing-secret-0123456"),
         ("WEBHOOK_RETRY_BASE_MS", "1000"),
         ("WEBHOOK_MAX_ATTEMPTS", "3"),
-        ("CDR_TARGET_TRUNK_ID", "A1B2C3D4-0000-4000-8000-00000000000F"),
+        (
+            "CDR_TARGET_TRUNK_ID",
+            "A1B2C3D4-0000-4000-8000-00000000000F",
+        ),
         ("CDR_LEARNING_INTERVAL_MINUTES", "5"),
     ]);
     assert_eq!(c.webhooks.signing_secret.expose(), "signing-secret-0123456");
@@ -670,7 +711,10 @@ fn warnings_for_unknown_and_risky_settings() {
     ]);
     let text = c.warnings.join("\n");
     assert!(text.contains("SMS_ENABLE is not a setting"), "{text}");
-    assert!(text.contains("WEBHOOK_MAX_RETRIES is not a setting"), "{text}");
+    assert!(
+        text.contains("WEBHOOK_MAX_RETRIES is not a setting"),
+        "{text}"
+    );
     assert!(text.contains("WEBHOOK_ALLOW_PRIVATE"), "{text}");
     assert!(text.contains("WEBHOOK_INBOUND_SECRET is not set"), "{text}");
     assert!(!text.contains("HOME"), "{text}");

@@ -43,8 +43,7 @@ impl<'a> Vars<'a> {
 
     /// True when `variable` (or its `_FILE` form) already has an error.
     pub(super) fn has_error(&self, variable: &str) -> bool {
-        self.failed.contains(variable)
-            || self.failed.contains(&format!("{variable}{FILE_SUFFIX}"))
+        self.failed.contains(variable) || self.failed.contains(&format!("{variable}{FILE_SUFFIX}"))
     }
 
     /// Every variable looked up so far (for the test that keeps KNOWN_VARIABLES complete).
@@ -262,8 +261,9 @@ impl<'a> Vars<'a> {
             .collect();
         unknown.sort();
         for name in unknown {
-            self.warnings
-                .push(format!("{name} is not a setting of otp-gateway and is ignored"));
+            self.warnings.push(format!(
+                "{name} is not a setting of otp-gateway and is ignored"
+            ));
         }
     }
 }
@@ -308,7 +308,11 @@ mod tests {
 
     #[test]
     fn integers_report_not_a_number_and_range() {
-        let vars = map(&[("HTTP_PORT", "abc"), ("SIP_PORT", "70000"), ("ADMIN_PORT", "-1")]);
+        let vars = map(&[
+            ("HTTP_PORT", "abc"),
+            ("SIP_PORT", "70000"),
+            ("ADMIN_PORT", "-1"),
+        ]);
         let mut v = Vars::new(&vars, Vec::new());
         assert_eq!(v.int::<u16>("HTTP_PORT", 8080, 1, u16::MAX), 8080);
         assert_eq!(v.int::<u16>("SIP_PORT", 5060, 1, u16::MAX), 5060);

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use actors::status;
 use actors::store::{
-    AttemptOutcome, CallbackRecord, NewEvent, NewRequest, OutboxItem, ProviderMatch,
-    RecordedEvent, ResumableRequest, Store, StoreError, StoreFuture, WebhookAttempt,
+    AttemptOutcome, CallbackRecord, NewEvent, NewRequest, OutboxItem, ProviderMatch, RecordedEvent,
+    ResumableRequest, Store, StoreError, StoreFuture, WebhookAttempt,
 };
 use actors::{Channel, EventType, ProviderMessageId, RequestId, Status};
 
@@ -209,7 +209,11 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
             Some(ev.event_type.as_str().to_owned()),
         )
     } else {
-        (row.channel.clone(), row.channel_index, row.channel_status.clone())
+        (
+            row.channel.clone(),
+            row.channel_index,
+            row.channel_status.clone(),
+        )
     };
 
     let metadata = Value::Object(ev.metadata.clone()).to_string();
@@ -247,7 +251,13 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
 
     let webhook = match &row.webhook_url {
         Some(url) => {
-            let body = webhook_body(&row, &ev, channel, new_status, new_channel_status.as_deref());
+            let body = webhook_body(
+                &row,
+                &ev,
+                channel,
+                new_status,
+                new_channel_status.as_deref(),
+            );
             let event_name = format!("otp.{}", ev.event_type);
             let webhook_id = Uuid::new_v4().to_string();
             let outbox_id = webhook::insert_outbox(
@@ -344,9 +354,13 @@ impl Store for DbStore {
         at: i64,
     ) -> StoreFuture<()> {
         self.write(move |conn| {
-            let changed =
-                request::attach_provider_id(conn, &request_id.to_string(), provider_id.as_str(), at)
-                    .map_err(unavailable)?;
+            let changed = request::attach_provider_id(
+                conn,
+                &request_id.to_string(),
+                provider_id.as_str(),
+                at,
+            )
+            .map_err(unavailable)?;
             if changed == 0 {
                 return Err(StoreError::UnknownRequest);
             }
@@ -369,14 +383,20 @@ impl Store for DbStore {
         })
     }
 
-    fn find_by_provider_id(&self, provider_id: ProviderMessageId) -> StoreFuture<Option<ProviderMatch>> {
+    fn find_by_provider_id(
+        &self,
+        provider_id: ProviderMessageId,
+    ) -> StoreFuture<Option<ProviderMatch>> {
         self.read(move |conn| {
             let Some(row) = request::find_by_provider_id(conn, provider_id.as_str())? else {
                 return Ok(None);
             };
             let plan = parse_channels(&row.channel_plan);
             let attempt = plan.iter().position(|c| *c == Channel::Sms).unwrap_or(0);
-            Ok(RequestId::parse(&row.id).map(|request_id| ProviderMatch { request_id, attempt }))
+            Ok(RequestId::parse(&row.id).map(|request_id| ProviderMatch {
+                request_id,
+                attempt,
+            }))
         })
     }
 
@@ -399,7 +419,12 @@ impl Store for DbStore {
     }
 
     fn list_pending_webhooks(&self) -> StoreFuture<Vec<OutboxItem>> {
-        self.read(|conn| Ok(webhook::list_pending(conn)?.into_iter().filter_map(outbox_item).collect()))
+        self.read(|conn| {
+            Ok(webhook::list_pending(conn)?
+                .into_iter()
+                .filter_map(outbox_item)
+                .collect())
+        })
     }
 
     fn record_webhook_attempt(&self, attempt: WebhookAttempt) -> StoreFuture<()> {

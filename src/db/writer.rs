@@ -43,7 +43,10 @@ impl Writer {
         let (done, rx) = oneshot::channel();
         if let Err(err) = self.jobs.send(Job { write, done }) {
             // The writer thread is gone (shutdown): answer the caller at once.
-            let _ = err.0.done.send(Err(StoreError::Unavailable("writer stopped".into())));
+            let _ = err
+                .0
+                .done
+                .send(Err(StoreError::Unavailable("writer stopped".into())));
         }
         rx
     }

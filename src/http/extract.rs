@@ -11,7 +11,11 @@ use crate::config::Secret;
 use crate::error::AppError;
 
 /// Reads the body, refusing more than `limit` bytes (413) before buffering them.
-pub async fn read_body(mut payload: web::Payload, req: &HttpRequest, limit: usize) -> Result<web::Bytes, AppError> {
+pub async fn read_body(
+    mut payload: web::Payload,
+    req: &HttpRequest,
+    limit: usize,
+) -> Result<web::Bytes, AppError> {
     let declared = req
         .headers()
         .get("content-length")
@@ -33,15 +37,28 @@ pub async fn read_body(mut payload: web::Payload, req: &HttpRequest, limit: usiz
 
 /// True when the request declares a JSON media type (`application/json`, `application/*+json`).
 pub fn is_json_content_type(req: &HttpRequest) -> bool {
-    let Some(value) = req.headers().get("content-type").and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Reads a JSON object body: 415 for another media type, 413 when too large, 400 `invalid_json`.
-pub async fn json_object(payload: web::Payload, req: &HttpRequest) -> Result<Map<String, Value>, AppError> {
+pub async fn json_object(
+    payload: web::Payload,
+    req: &HttpRequest,
+) -> Result<Map<String, Value>, AppError> {
     if !is_json_content_type(req) {
         return Err(AppError::UnsupportedMediaType);
     }
@@ -49,7 +66,11 @@ pub async fn json_object(payload: web::Payload, req: &HttpRequest) -> Result<Map
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(AppError::InvalidJson("expected a JSON object".into())),
-        Err(err) => Err(AppError::InvalidJson(format!("line {} column {}", err.line(), err.column()))),
+        Err(err) => Err(AppError::InvalidJson(format!(
+            "line {} column {}",
+            err.line(),
+            err.column()
+        ))),
     }
 }
 
@@ -61,8 +82,16 @@ pub fn require_api_secret(
     secret: &Secret,
 ) -> Result<(), AppError> {
     let from_body = body.and_then(|b| b.remove("secret"));
-    let header = req.headers().get("x-api-secret").map(|v| v.as_bytes().to_vec());
-    let candidate = header.or_else(|| from_body.as_ref().and_then(Value::as_str).map(|s| s.as_bytes().to_vec()));
+    let header = req
+        .headers()
+        .get("x-api-secret")
+        .map(|v| v.as_bytes().to_vec());
+    let candidate = header.or_else(|| {
+        from_body
+            .as_ref()
+            .and_then(Value::as_str)
+            .map(|s| s.as_bytes().to_vec())
+    });
     match candidate {
         Some(candidate) if secret.matches(&candidate) => Ok(()),
         _ => {
@@ -104,7 +133,9 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
     if let Some((inside, _)) = trimmed.split_once(']') {
         return inside.parse().ok();
     }
-    entry.rsplit_once(':').and_then(|(host, _)| host.parse().ok())
+    entry
+        .rsplit_once(':')
+        .and_then(|(host, _)| host.parse().ok())
 }
 
 #[cfg(test)]
@@ -123,12 +154,33 @@ mod tests {
     #[test]
     fn trust_proxy_picks_from_the_right() {
         let chain = Some("1.1.1.1, 2.2.2.2, 3.3.3.3");
-        assert_eq!(client_ip(&req_with(chain), 1), Some("3.3.3.3".parse().unwrap()));
-        assert_eq!(client_ip(&req_with(chain), 2), Some("2.2.2.2".parse().unwrap()));
-        assert_eq!(client_ip(&req_with(chain), 9), Some("1.1.1.1".parse().unwrap()));
-        assert_eq!(client_ip(&req_with(chain), 0), Some("10.0.0.9".parse().unwrap()));
-        assert_eq!(client_ip(&req_with(None), 1), Some("10.0.0.9".parse().unwrap()));
-        assert_eq!(client_ip(&req_with(Some("[2001:db8::1]:443")), 1), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(client_ip(&req_with(Some("garbage")), 1), Some("10.0.0.9".parse().unwrap()));
+        assert_eq!(
+            client_ip(&req_with(chain), 1),
+            Some("3.3.3.3".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&req_with(chain), 2),
+            Some("2.2.2.2".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&req_with(chain), 9),
+            Some("1.1.1.1".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&req_with(chain), 0),
+            Some("10.0.0.9".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&req_with(None), 1),
+            Some("10.0.0.9".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&req_with(Some("[2001:db8::1]:443")), 1),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&req_with(Some("garbage")), 1),
+            Some("10.0.0.9".parse().unwrap())
+        );
     }
 }

@@ -103,7 +103,10 @@ impl WebhookSender {
 
     fn add(&mut self, item: OutboxItem, ctx: &mut Context<Self>) {
         let request_id = item.request_id;
-        self.queues.entry(request_id).or_default().insert(item.id, item);
+        self.queues
+            .entry(request_id)
+            .or_default()
+            .insert(item.id, item);
         self.pump(request_id, ctx);
     }
 
@@ -112,7 +115,12 @@ impl WebhookSender {
         if self.busy.contains(&request_id) {
             return;
         }
-        let Some(item) = self.queues.get(&request_id).and_then(|q| q.values().next()).cloned() else {
+        let Some(item) = self
+            .queues
+            .get(&request_id)
+            .and_then(|q| q.values().next())
+            .cloned()
+        else {
             self.queues.remove(&request_id);
             self.answer_flushes();
             return;
@@ -120,14 +128,22 @@ impl WebhookSender {
         let wait = item.next_attempt_at - now_ms();
         self.busy.insert(request_id);
         if wait > 0 {
-            ctx.run_later(Duration::from_millis(wait.unsigned_abs()), move |act, ctx| {
-                act.busy.remove(&request_id);
-                act.pump(request_id, ctx);
-            });
+            ctx.run_later(
+                Duration::from_millis(wait.unsigned_abs()),
+                move |act, ctx| {
+                    act.busy.remove(&request_id);
+                    act.pump(request_id, ctx);
+                },
+            );
             self.answer_flushes();
             return;
         }
-        let attempt = deliver(self.client.clone(), Arc::clone(&self.settings), Arc::clone(&self.store), item);
+        let attempt = deliver(
+            self.client.clone(),
+            Arc::clone(&self.settings),
+            Arc::clone(&self.store),
+            item,
+        );
         let me = ctx.address();
         actix::spawn(async move {
             let finished = attempt.await;
@@ -141,7 +157,10 @@ impl WebhookSender {
             return;
         }
         let now = now_ms();
-        let due = self.queues.values().any(|q| q.values().next().is_some_and(|i| i.next_attempt_at <= now));
+        let due = self
+            .queues
+            .values()
+            .any(|q| q.values().next().is_some_and(|i| i.next_attempt_at <= now));
         if !due {
             for done in self.flushes.drain(..) {
                 let _ = done.send(());
@@ -222,7 +241,9 @@ async fn attempt_once(
     };
     let addr = match ssrf::resolve_vetted(&url, settings.allow_private).await {
         Ok(addr) => addr,
-        Err(ssrf::SsrfError::Unresolvable(detail)) => return (None, Some(format!("unresolvable: {detail}")), false),
+        Err(ssrf::SsrfError::Unresolvable(detail)) => {
+            return (None, Some(format!("unresolvable: {detail}")), false)
+        }
         Err(err) => return (None, Some(err.to_string()), true),
     };
     let timestamp = now_ms() / 1000;
@@ -231,7 +252,10 @@ async fn attempt_once(
         .post(url.as_str())
         .address(addr)
         .insert_header(("Content-Type", "application/json"))
-        .insert_header(("User-Agent", concat!("otp-gateway/", env!("CARGO_PKG_VERSION"))))
+        .insert_header((
+            "User-Agent",
+            concat!("otp-gateway/", env!("CARGO_PKG_VERSION")),
+        ))
         .insert_header(("X-Webhook-Event", item.event.as_str()))
         .insert_header(("X-Request-ID", item.request_id.to_string()))
         .insert_header(("X-Webhook-Id", item.webhook_id.as_str()))
@@ -257,17 +281,19 @@ impl Actor for WebhookSender {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(100_000);
         let pending = self.store.list_pending_webhooks();
-        ctx.wait(async move { pending.await }.into_actor(self).map(|result, act, ctx| match result {
-            Ok(items) => {
-                if !items.is_empty() {
-                    tracing::info!(count = items.len(), "resuming webhook deliveries");
+        ctx.wait(async move { pending.await }.into_actor(self).map(
+            |result, act, ctx| match result {
+                Ok(items) => {
+                    if !items.is_empty() {
+                        tracing::info!(count = items.len(), "resuming webhook deliveries");
+                    }
+                    for item in items {
+                        act.add(item, ctx);
+                    }
                 }
-                for item in items {
-                    act.add(item, ctx);
-                }
-            }
-            Err(err) => tracing::error!(error = %err, "could not load the webhook outbox"),
-        }));
+                Err(err) => tracing::error!(error = %err, "could not load the webhook outbox"),
+            },
+        ));
     }
 }
 

@@ -18,7 +18,10 @@ pub struct CallbackInsertForm<'a> {
 }
 
 /// Stores the callback; returns false when the same (id, kind, status) was already stored.
-pub fn insert_if_new(conn: &mut SqliteConnection, form: &CallbackInsertForm<'_>) -> QueryResult<bool> {
+pub fn insert_if_new(
+    conn: &mut SqliteConnection,
+    form: &CallbackInsertForm<'_>,
+) -> QueryResult<bool> {
     let inserted = diesel::insert_or_ignore_into(provider_callbacks::table)
         .values(form)
         .execute(conn)?;

@@ -40,7 +40,10 @@ pub fn insert(conn: &mut SqliteConnection, form: &EventInsertForm<'_>) -> QueryR
         .get_result(conn)
 }
 
-pub fn list_by_request(conn: &mut SqliteConnection, request_id: &str) -> QueryResult<Vec<EventRow>> {
+pub fn list_by_request(
+    conn: &mut SqliteConnection,
+    request_id: &str,
+) -> QueryResult<Vec<EventRow>> {
     otp_events::table
         .filter(otp_events::request_id.eq(request_id))
         .order(otp_events::id.asc())

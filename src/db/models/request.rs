@@ -70,7 +70,9 @@ pub const UNFINISHED: [&str; 3] = ["pending", "sending", "sent"];
 pub const EXPIRABLE: [&str; 5] = ["pending", "sending", "sent", "delivered", "rejected"];
 
 pub fn insert(conn: &mut SqliteConnection, form: &RequestInsertForm<'_>) -> QueryResult<usize> {
-    diesel::insert_into(otp_requests::table).values(form).execute(conn)
+    diesel::insert_into(otp_requests::table)
+        .values(form)
+        .execute(conn)
 }
 
 pub fn find_by_id(conn: &mut SqliteConnection, id: &str) -> QueryResult<Option<RequestRow>> {

@@ -86,8 +86,13 @@ pub fn list_pending(conn: &mut SqliteConnection) -> QueryResult<Vec<OutboxRow>> 
         .load(conn)
 }
 
-pub fn insert_attempt(conn: &mut SqliteConnection, form: &AttemptInsertForm<'_>) -> QueryResult<usize> {
-    diesel::insert_into(webhook_attempts::table).values(form).execute(conn)
+pub fn insert_attempt(
+    conn: &mut SqliteConnection,
+    form: &AttemptInsertForm<'_>,
+) -> QueryResult<usize> {
+    diesel::insert_into(webhook_attempts::table)
+        .values(form)
+        .execute(conn)
 }
 
 pub fn update_outbox_state(

@@ -66,7 +66,9 @@ async fn dispatch(
             names.join(", ")
         )));
     }
-    let ip = input.ip.or_else(|| client_ip(&req, state.config.trust_proxy));
+    let ip = input
+        .ip
+        .or_else(|| client_ip(&req, state.config.trust_proxy));
     let order = DispatchOrder {
         phone: input.phone.clone(),
         code: input.code,

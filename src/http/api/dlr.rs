@@ -20,10 +20,14 @@ pub fn check_inbound_token(req: &HttpRequest, secret: Option<&Secret>) -> AppRes
         tracing::warn!(path = %req.path(), "inbound DIDWW callback accepted without authentication (WEBHOOK_INBOUND_SECRET is unset)");
         return Ok(());
     };
-    let header = req.headers().get("x-webhook-token").map(|v| v.as_bytes().to_vec());
-    let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("token").map(|t| t.as_bytes().to_vec()));
+    let header = req
+        .headers()
+        .get("x-webhook-token")
+        .map(|v| v.as_bytes().to_vec());
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("token").map(|t| t.as_bytes().to_vec()));
     match header.or(query) {
         Some(token) if secret.matches(&token) => Ok(()),
         _ => {

@@ -19,8 +19,11 @@ pub async fn post_feedback(
     let mut body = json_object(payload, &req).await?;
     require_api_secret(&req, Some(&mut body), &state.config.api_secret)?;
     let request_id = match body.get("request_id") {
-        Some(Value::String(s)) => RequestId::parse(s).ok_or_else(|| AppError::field("request_id", "request_id must be a UUID"))?,
-        None | Some(Value::Null) => return Err(AppError::field("request_id", "request_id is required")),
+        Some(Value::String(s)) => RequestId::parse(s)
+            .ok_or_else(|| AppError::field("request_id", "request_id must be a UUID"))?,
+        None | Some(Value::Null) => {
+            return Err(AppError::field("request_id", "request_id is required"))
+        }
         Some(_) => return Err(AppError::field("request_id", "request_id must be a string")),
     };
     let success = match body.get("success") {
@@ -30,7 +33,10 @@ pub async fn post_feedback(
     };
     let recorded = state
         .dispatcher
-        .send(Feedback { request_id, success })
+        .send(Feedback {
+            request_id,
+            success,
+        })
         .await
         .map_err(|_| AppError::Unavailable)??;
     Ok(HttpResponse::Ok().json(json!({

@@ -31,7 +31,10 @@ pub struct DispatchInput {
     pub max_cost_micros: Option<i64>,
 }
 
-fn optional_string<'a>(body: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, AppError> {
+fn optional_string<'a>(
+    body: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, AppError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -44,12 +47,16 @@ pub fn phone(raw: &str) -> Result<String, AppError> {
     let trimmed = raw.trim();
     let digits = trimmed.strip_prefix('+').unwrap_or(trimmed);
     if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AppError::InvalidPhone("phone must be an E.164 number, e.g. +14155551234".into()));
+        return Err(AppError::InvalidPhone(
+            "phone must be an E.164 number, e.g. +14155551234".into(),
+        ));
     }
     let parsed = phonenumber::parse(None, format!("+{digits}"))
         .map_err(|_| AppError::InvalidPhone("phone is not a valid phone number".into()))?;
     if !phonenumber::is_valid(&parsed) {
-        return Err(AppError::InvalidPhone("phone is not a valid, routable phone number".into()));
+        return Err(AppError::InvalidPhone(
+            "phone is not a valid, routable phone number".into(),
+        ));
     }
     Ok(parsed.format().mode(phonenumber::Mode::E164).to_string())
 }
@@ -66,7 +73,12 @@ pub fn dispatch_input(body: &Map<String, Value>) -> Result<DispatchInput, AppErr
     let code = match body.get("code") {
         None | Some(Value::Null) => return Err(AppError::field("code", "code is required")),
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(AppError::field("code", "code must be a string of 4-8 digits")),
+        Some(_) => {
+            return Err(AppError::field(
+                "code",
+                "code must be a string of 4-8 digits",
+            ))
+        }
     };
     if !(4..=8).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AppError::field("code", "code must be 4-8 digits"));
@@ -83,9 +95,17 @@ pub fn dispatch_input(body: &Map<String, Value>) -> Result<DispatchInput, AppErr
                 let channel = item
                     .as_str()
                     .and_then(|s| s.parse::<Channel>().ok())
-                    .ok_or_else(|| AppError::field("channels", "channels may only contain \"sms\" and \"voice\""))?;
+                    .ok_or_else(|| {
+                        AppError::field(
+                            "channels",
+                            "channels may only contain \"sms\" and \"voice\"",
+                        )
+                    })?;
                 if list.contains(&channel) {
-                    return Err(AppError::field("channels", format!("channel \"{channel}\" is listed twice")));
+                    return Err(AppError::field(
+                        "channels",
+                        format!("channel \"{channel}\" is listed twice"),
+                    ));
                 }
                 list.push(channel);
             }
@@ -95,14 +115,21 @@ pub fn dispatch_input(body: &Map<String, Value>) -> Result<DispatchInput, AppErr
     };
 
     let session_id = optional_string(body, "session_id")?.map(str::to_owned);
-    if session_id.as_ref().is_some_and(|s| s.chars().count() > MAX_SESSION_ID) {
-        return Err(AppError::field("session_id", format!("session_id must be at most {MAX_SESSION_ID} characters")));
+    if session_id
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > MAX_SESSION_ID)
+    {
+        return Err(AppError::field(
+            "session_id",
+            format!("session_id must be at most {MAX_SESSION_ID} characters"),
+        ));
     }
 
     let webhook_url = match optional_string(body, "webhook_url")? {
         None => None,
         Some(url) => {
-            let parsed = ssrf::check_url_syntax(url).map_err(|e| AppError::field("webhook_url", e.to_string()))?;
+            let parsed = ssrf::check_url_syntax(url)
+                .map_err(|e| AppError::field("webhook_url", e.to_string()))?;
             Some(parsed.to_string())
         }
     };
@@ -119,13 +146,33 @@ pub fn dispatch_input(body: &Map<String, Value>) -> Result<DispatchInput, AppErr
     let max_cost_micros = match body.get("max_cost_usd") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(usd) if usd.is_finite() && usd > 0.0 && usd <= 1_000_000.0 => Some((usd * 1_000_000.0).round() as i64),
-            _ => return Err(AppError::field("max_cost_usd", "max_cost_usd must be a positive number")),
+            Some(usd) if usd.is_finite() && usd > 0.0 && usd <= 1_000_000.0 => {
+                Some((usd * 1_000_000.0).round() as i64)
+            }
+            _ => {
+                return Err(AppError::field(
+                    "max_cost_usd",
+                    "max_cost_usd must be a positive number",
+                ))
+            }
         },
-        Some(_) => return Err(AppError::field("max_cost_usd", "max_cost_usd must be a number")),
+        Some(_) => {
+            return Err(AppError::field(
+                "max_cost_usd",
+                "max_cost_usd must be a number",
+            ))
+        }
     };
 
-    Ok(DispatchInput { phone, code, channels, session_id, webhook_url, ip, max_cost_micros })
+    Ok(DispatchInput {
+        phone,
+        code,
+        channels,
+        session_id,
+        webhook_url,
+        ip,
+        max_cost_micros,
+    })
 }
 
 #[cfg(test)]
@@ -143,7 +190,10 @@ mod tests {
 
     #[test]
     fn accepts_a_good_request_and_normalises_phone() {
-        let input = dispatch_input(&body(json!({"phone": "14155552671", "code": "0123", "channels": ["sms"]}))).unwrap();
+        let input = dispatch_input(&body(
+            json!({"phone": "14155552671", "code": "0123", "channels": ["sms"]}),
+        ))
+        .unwrap();
         assert_eq!(input.phone, "+14155552671");
         assert_eq!(input.code, "0123");
     }
@@ -151,18 +201,54 @@ mod tests {
     #[test]
     fn rejects_bad_fields_with_stable_codes() {
         assert_eq!(code_of(json!({"code": "1234"})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+1415", "code": "1234"})), "invalid_phone");
-        assert_eq!(code_of(json!({"phone": "+19999999999", "code": "1234"})), "invalid_phone");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "12a4"})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": 1234})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "123456789"})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "1234", "channels": []})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "1234", "channels": ["sms", "sms"]})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "1234", "channels": ["fax"]})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "1234", "webhook_url": "ftp://x"})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "1234", "ip": "1.2.3"})), "invalid_request");
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "1234", "max_cost_usd": -1})), "invalid_request");
+        assert_eq!(
+            code_of(json!({"phone": "+1415", "code": "1234"})),
+            "invalid_phone"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+19999999999", "code": "1234"})),
+            "invalid_phone"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "12a4"})),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": 1234})),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "123456789"})),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "1234", "channels": []})),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "1234", "channels": ["sms", "sms"]})),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "1234", "channels": ["fax"]})),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "1234", "webhook_url": "ftp://x"})),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "1234", "ip": "1.2.3"})),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "1234", "max_cost_usd": -1})),
+            "invalid_request"
+        );
         let long = "x".repeat(129);
-        assert_eq!(code_of(json!({"phone": "+14155552671", "code": "1234", "session_id": long})), "invalid_request");
+        assert_eq!(
+            code_of(json!({"phone": "+14155552671", "code": "1234", "session_id": long})),
+            "invalid_request"
+        );
     }
 }
