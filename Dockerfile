@@ -86,15 +86,24 @@ LABEL org.opencontainers.image.title="otp-gateway" \
 # The capability lets the non-root process bind the admin port 80 (ADMIN_PORT)
 # even where the container runtime does not lower
 # net.ipv4.ip_unprivileged_port_start (host networking, Podman, Kubernetes).
-# libcap2-bin is only needed for setcap and is purged again.
+# Its price: with the capability dropped from the bounding set (cap_drop: ALL
+# without NET_BIND_SERVICE) the kernel refuses to exec the binary at all. For
+# platforms that forbid adding it back, build with
+#   --build-arg BIND_PRIVILEGED_PORTS=false
+# and run with ADMIN_PORT >= 1024. libcap2-bin is only needed for setcap and is
+# purged again.
+ARG BIND_PRIVILEGED_PORTS=true
 RUN --mount=type=bind,from=builder,source=/out/otp-gateway,target=/tmp/otp-gateway \
     set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates libcap2-bin; \
+    apt-get install -y --no-install-recommends ca-certificates; \
     install -m 0755 /tmp/otp-gateway /usr/local/bin/otp-gateway; \
-    setcap cap_net_bind_service=+ep /usr/local/bin/otp-gateway; \
-    getcap /usr/local/bin/otp-gateway | grep -q cap_net_bind_service; \
-    apt-get purge -y --auto-remove libcap2-bin; \
+    if [ "$BIND_PRIVILEGED_PORTS" = true ]; then \
+        apt-get install -y --no-install-recommends libcap2-bin; \
+        setcap cap_net_bind_service=+ep /usr/local/bin/otp-gateway; \
+        getcap /usr/local/bin/otp-gateway | grep -q cap_net_bind_service; \
+        apt-get purge -y --auto-remove libcap2-bin; \
+    fi; \
     rm -rf /var/lib/apt/lists/*; \
     groupadd --system --gid 10001 otp; \
     useradd --system --uid 10001 --gid otp --home-dir /data --no-create-home \

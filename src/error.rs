@@ -132,6 +132,7 @@ impl From<actors::store::StoreError> for AppError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use actix_web::body::MessageBody;

@@ -9,21 +9,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use serde_json::{json, Map};
+use serde_json::json;
 
 use crate::clock::now_ms;
 use crate::didww_sms::SmsCallback;
 use crate::domain::Channel;
 use crate::ids::RequestId;
 use crate::otp_request::{
-    expiry_event, feedback_event, ApplyFeedback, Expire, OtpRequest, RequestFinished, SmsReport,
-    StartPoint,
+    callback_record, expiry_event, feedback_event, sms_callback_event, ApplyFeedback, Expire,
+    OtpRequest, RequestFinished, SmsReport, StartPoint,
 };
 use crate::services::RequestServices;
 use crate::status::proposed_status;
-use crate::store::{
-    CallbackRecord, NewEvent, NewRequest, ProviderMatch, RecordedEvent, StoreError,
-};
+use crate::store::{NewRequest, ProviderMatch, RecordedEvent, StoreError};
 
 /// Most expiries handled per sweep.
 const EXPIRY_BATCH: i64 = 1_000;
@@ -212,72 +210,65 @@ impl Dispatcher {
                     }
                 };
                 for id in ids {
-                    if let Some(actor) = act.live.get(&id) {
-                        actor.do_send(Expire);
-                        continue;
-                    }
+                    // Already being expired (its event is not durable yet): once is enough.
                     if !act.expiring.insert(id) {
                         continue;
                     }
-                    let stored = act.services.sink.record(expiry_event(id));
-                    let me = ctx.address();
-                    actix::spawn(async move {
-                        if let Err(err) = stored.await {
+                    let stored: ResponseFuture<Result<Arc<RecordedEvent>, StoreError>> =
+                        match act.live.get(&id) {
+                            Some(actor) => {
+                                let sent = actor.send(Expire);
+                                let services = Arc::clone(&act.services);
+                                Box::pin(async move {
+                                    match sent.await {
+                                        Ok(result) => result,
+                                        // The actor finished before it saw the message.
+                                        Err(_) => services.sink.record(expiry_event(id)).await,
+                                    }
+                                })
+                            }
+                            None => Box::pin(act.services.sink.record(expiry_event(id))),
+                        };
+                    ctx.spawn(stored.into_actor(act).map(move |result, act, _| {
+                        if let Err(err) = result {
                             tracing::error!(request_id = %id, error = %err, "expiry not stored");
                         }
-                        me.do_send(RequestFinished(id));
-                    });
+                        act.expiring.remove(&id);
+                    }));
                 }
             });
         ctx.spawn(fut);
     }
+}
 
-    /// Records a callback for a request whose actor has finished: no failover is possible any more,
-    /// so a failure is final and a late delivery still wins.
-    fn record_settled_callback(
-        &self,
-        found: ProviderMatch,
-        callback: SmsCallback,
-        raw_body: String,
-    ) -> ResponseFuture<Result<CallbackAck, StoreError>> {
-        let record = CallbackRecord {
-            provider_id: callback.provider_id.clone(),
-            kind: callback.kind.as_str().into(),
-            status: callback.status.to_ascii_lowercase(),
-            body: raw_body,
-        };
-        let Some(event_type) = callback.event_type() else {
-            let stored = self.services.sink.store.record_unmatched_callback(record);
-            return Box::pin(async move {
-                stored
-                    .await
-                    .map(|()| CallbackAck::Recorded(found.request_id))
-            });
-        };
-        let mut event = NewEvent::channel_event(
-            found.request_id,
-            Channel::Sms,
-            found.attempt,
-            event_type,
-            proposed_status(event_type, false, true),
-        );
-        let mut internal = Map::new();
-        internal.insert("didww_status".into(), json!(callback.status));
-        internal.insert("late".into(), json!(true));
-        if let Some(code_id) = callback.code_id {
-            internal.insert("didww_code_id".into(), json!(code_id));
-        }
-        if event_type.is_channel_failure() {
-            event
-                .metadata
-                .insert("error".into(), json!("not_delivered"));
-        }
-        event.internal = internal;
-        event.callback = Some(record);
-        event.sms_cost = callback.cost_micros();
-        let stored = self.services.sink.record(event);
-        Box::pin(async move { Ok(ack_of(&*stored.await?)) })
-    }
+/// Records a callback for a request whose actor has finished: no failover is possible any more,
+/// so a failure is final and a late delivery still wins.
+fn record_settled_callback(
+    services: &RequestServices,
+    found: ProviderMatch,
+    callback: SmsCallback,
+    raw_body: String,
+) -> ResponseFuture<Result<CallbackAck, StoreError>> {
+    let record = callback_record(&callback, raw_body);
+    let Some(event_type) = callback.event_type() else {
+        let stored = services.sink.store.record_unmatched_callback(record);
+        return Box::pin(async move {
+            stored
+                .await
+                .map(|()| CallbackAck::Recorded(found.request_id))
+        });
+    };
+    let mut event = sms_callback_event(
+        found.request_id,
+        found.attempt,
+        &callback,
+        event_type,
+        proposed_status(event_type, false, true),
+        record,
+    );
+    event.internal.insert("late".into(), json!(true));
+    let stored = services.sink.record(event);
+    Box::pin(async move { Ok(ack_of(&*stored.await?)) })
 }
 
 fn ack_of(recorded: &RecordedEvent) -> CallbackAck {
@@ -371,33 +362,36 @@ impl Handler<SmsCallbackReceived> for Dispatcher {
                 Err(err) => Box::pin(async move { Err(err) }),
                 Ok(None) => {
                     tracing::warn!(provider_id = %msg.callback.provider_id, "DIDWW callback for an unknown message id");
-                    let record = CallbackRecord {
-                        provider_id: msg.callback.provider_id.clone(),
-                        kind: msg.callback.kind.as_str().into(),
-                        status: msg.callback.status.to_ascii_lowercase(),
-                        body: msg.raw_body,
-                    };
+                    let record = callback_record(&msg.callback, msg.raw_body);
                     let stored = act.services.sink.store.record_unmatched_callback(record);
                     Box::pin(async move { stored.await.map(|()| CallbackAck::UnknownMessage) })
                 }
                 Ok(Some(found)) => match act.live.get(&found.request_id) {
                     Some(actor) => {
+                        // Kept for the case the actor stops before it reads the report.
+                        let (callback, raw_body) = (msg.callback.clone(), msg.raw_body.clone());
                         let sent = actor.send(SmsReport {
                             attempt: found.attempt,
                             callback: msg.callback,
                             raw_body: msg.raw_body,
                         });
-                        let request_id = found.request_id;
+                        let services = Arc::clone(&act.services);
                         Box::pin(async move {
                             match sent.await {
                                 Ok(Ok(Some(recorded))) => Ok(ack_of(&recorded)),
-                                Ok(Ok(None)) => Ok(CallbackAck::Recorded(request_id)),
+                                Ok(Ok(None)) => Ok(CallbackAck::Recorded(found.request_id)),
                                 Ok(Err(err)) => Err(err),
-                                Err(_) => Err(StoreError::Unavailable("request actor stopped".into())),
+                                // The actor finished (delivered, verified, expired…) between the
+                                // lookup and the report, which it never handled: record the
+                                // callback as for any finished request.
+                                Err(_) => {
+                                    record_settled_callback(&services, found, callback, raw_body)
+                                        .await
+                                }
                             }
                         })
                     }
-                    None => act.record_settled_callback(found, msg.callback, msg.raw_body),
+                    None => record_settled_callback(&act.services, found, msg.callback, msg.raw_body),
                 },
             };
             outcome.into_actor(act)
@@ -414,9 +408,14 @@ impl Handler<Feedback> for Dispatcher {
                 let sent = actor.send(ApplyFeedback {
                     success: msg.success,
                 });
+                let sink = self.services.sink.clone();
+                let event = feedback_event(msg.request_id, msg.success);
                 Box::pin(async move {
-                    sent.await
-                        .map_err(|_| StoreError::Unavailable("request actor stopped".into()))?
+                    match sent.await {
+                        Ok(result) => result,
+                        // The actor finished before it saw the feedback: record it directly.
+                        Err(_) => sink.record(event).await,
+                    }
                 })
             }
             None => Box::pin(
@@ -432,7 +431,6 @@ impl Handler<RequestFinished> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: RequestFinished, _: &mut Context<Self>) {
         self.live.remove(&msg.0);
-        self.expiring.remove(&msg.0);
     }
 }
 

@@ -39,9 +39,9 @@ pub struct ApplyFeedback {
     pub success: bool,
 }
 
-/// The request's lifetime passed: record `expired` and stop.
+/// The request's lifetime passed: record `expired` and stop. Answered once the event is durable.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<Arc<RecordedEvent>, StoreError>")]
 pub struct Expire;
 
 /// Sent to the dispatcher when the actor stops.
@@ -348,26 +348,12 @@ impl Handler<SmsReport> for OtpRequest {
     fn handle(&mut self, msg: SmsReport, ctx: &mut Context<Self>) -> Self::Result {
         let index = msg.attempt;
         let callback = msg.callback;
-        let record = CallbackRecord {
-            provider_id: callback.provider_id.clone(),
-            kind: callback.kind.as_str().into(),
-            status: callback.status.to_ascii_lowercase(),
-            body: msg.raw_body,
-        };
+        let record = callback_record(&callback, msg.raw_body);
         let Some(event_type) = callback.event_type() else {
             let stored = self.services.sink.store.record_unmatched_callback(record);
             return Box::pin(async move { stored.await.map(|()| None) });
         };
         let is_current = index == self.current;
-        let mut internal = Map::new();
-        internal.insert("didww_status".into(), json!(callback.status));
-        if let Some(code_id) = callback.code_id {
-            internal.insert("didww_code_id".into(), json!(code_id));
-            internal.insert(
-                "didww_code_meaning".into(),
-                json!(didww_sms::code_id_meaning(code_id)),
-            );
-        }
         let mut proposed = proposed_status(event_type, false, is_current && !self.has_next());
         let mut after: Option<fn(&mut Self, &mut Context<Self>)> = None;
         let settled_before = matches!(
@@ -397,26 +383,58 @@ impl Handler<SmsReport> for OtpRequest {
             }
             _ => {}
         }
-        let mut event = NewEvent::channel_event(self.id, Channel::Sms, index, event_type, proposed);
-        if event_type.is_channel_failure() {
-            event.metadata.insert(
-                "error".into(),
-                json!(if callback.code_id.is_some() {
-                    "carrier_failed"
-                } else {
-                    "not_delivered"
-                }),
-            );
-        }
-        event.internal = internal;
-        event.callback = Some(record);
-        event.sms_cost = callback.cost_micros();
+        let event = sms_callback_event(self.id, index, &callback, event_type, proposed, record);
         let stored = self.services.sink.record(event);
         if let Some(step) = after {
             step(self, ctx);
         }
         Box::pin(async move { stored.await.map(Some) })
     }
+}
+
+/// The audit record of a DIDWW callback (also its deduplication key).
+pub fn callback_record(callback: &SmsCallback, raw_body: String) -> CallbackRecord {
+    CallbackRecord {
+        provider_id: callback.provider_id.clone(),
+        kind: callback.kind.as_str().into(),
+        status: callback.status.to_ascii_lowercase(),
+        body: raw_body,
+    }
+}
+
+/// The SMS channel event a DIDWW callback produces, the same whether the request's actor is still
+/// running or the callback arrives after it finished: clients see only a stable error code, the
+/// carrier's status and `code_id` stay in the operator-only `internal` data.
+pub fn sms_callback_event(
+    request_id: RequestId,
+    attempt: usize,
+    callback: &SmsCallback,
+    event_type: EventType,
+    proposed: Option<Status>,
+    record: CallbackRecord,
+) -> NewEvent {
+    let mut event =
+        NewEvent::channel_event(request_id, Channel::Sms, attempt, event_type, proposed);
+    let mut internal = Map::new();
+    internal.insert("didww_status".into(), json!(callback.status));
+    if let Some(code_id) = callback.code_id {
+        internal.insert("didww_code_id".into(), json!(code_id));
+        internal.insert(
+            "didww_code_meaning".into(),
+            json!(didww_sms::code_id_meaning(code_id)),
+        );
+    }
+    if event_type.is_channel_failure() {
+        let error = match callback.outcome() {
+            didww_sms::SmsOutcome::ProcessingFailed => "carrier_failed",
+            _ => "not_delivered",
+        };
+        event.metadata.insert("error".into(), json!(error));
+    }
+    event.internal = internal;
+    event.callback = Some(record);
+    event.sms_cost = callback.cost_micros();
+    event
 }
 
 impl Handler<ApplyFeedback> for OtpRequest {
@@ -435,12 +453,13 @@ impl Handler<ApplyFeedback> for OtpRequest {
 }
 
 impl Handler<Expire> for OtpRequest {
-    type Result = ();
+    type Result = ResponseFuture<Result<Arc<RecordedEvent>, StoreError>>;
 
-    fn handle(&mut self, _: Expire, ctx: &mut Context<Self>) {
-        self.emit(expiry_event(self.id));
+    fn handle(&mut self, _: Expire, ctx: &mut Context<Self>) -> Self::Result {
+        let stored = self.services.sink.record(expiry_event(self.id));
         self.cancel_timer(ctx);
         ctx.stop();
+        Box::pin(stored)
     }
 }
 

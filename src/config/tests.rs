@@ -281,7 +281,7 @@ fn empty_values_are_unset() {
 #[test]
 fn file_variants_are_read_and_trimmed_once() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
-    write!(file, "secret-from-file-0123\n").unwrap();
+    file.write_all(b"secret-from-file-0123\n").unwrap();
     let path = file.path().to_str().unwrap().to_string();
     let mut map = live_with(&[]);
     map.remove("API_SECRET");
@@ -291,7 +291,7 @@ fn file_variants_are_read_and_trimmed_once() {
 
     // Only one newline is trimmed; a second is part of the value.
     let mut file2 = tempfile::NamedTempFile::new().unwrap();
-    write!(file2, "8081\r\n").unwrap();
+    file2.write_all(b"8081\r\n").unwrap();
     let mut map2 = live_with(&[]);
     map2.insert(
         "HTTP_PORT_FILE".into(),
@@ -731,7 +731,7 @@ fn known_variables_are_exactly_what_is_read() {
         ("CHANNELS_DEFAULT", "sms,voice"),
     ]);
     for name in KNOWN_VARIABLES {
-        map.entry(name.to_string()).or_insert_with(String::new);
+        map.entry(name.to_string()).or_default();
     }
     let mut v = Vars::new(&map, Vec::new());
     let _ = build(&mut v, false);

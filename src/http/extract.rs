@@ -139,6 +139,7 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;

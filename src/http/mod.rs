@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpResponse, ResponseError};
 
 use actors::dispatcher::Dispatcher;
 
@@ -35,24 +36,37 @@ pub struct ApiState {
 
 /// Registers every API route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/dispatch").route(web::post().to(api::dispatch::post_dispatch)))
-        .service(resource("/send-otp").route(web::post().to(api::dispatch::post_send_otp)))
-        .service(resource("/requests/{id}").route(web::get().to(api::requests::get_request)))
-        .service(resource("/health").route(web::get().to(api::health::get_health)))
-        .service(resource("/webhooks/auth").route(web::post().to(api::feedback::post_feedback)))
-        .service(resource("/webhooks/dlr").route(web::post().to(api::dlr::post_dlr)))
+    cfg.service(resource("/dispatch", "POST").route(web::post().to(api::dispatch::post_dispatch)))
+        .service(resource("/send-otp", "POST").route(web::post().to(api::dispatch::post_send_otp)))
+        .service(
+            resource("/requests/{id}", "GET, HEAD")
+                .route(web::get().to(api::requests::get_request))
+                .route(web::head().to(api::requests::get_request)),
+        )
+        .service(
+            resource("/health", "GET, HEAD")
+                .route(web::get().to(api::health::get_health))
+                .route(web::head().to(api::health::get_health)),
+        )
+        .service(
+            resource("/webhooks/auth", "POST").route(web::post().to(api::feedback::post_feedback)),
+        )
+        .service(resource("/webhooks/dlr", "POST").route(web::post().to(api::dlr::post_dlr)))
         .default_service(web::to(not_found));
 }
 
-/// A resource whose other methods answer 405 JSON.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose other methods answer 405 JSON with the `Allow` header HTTP requires
+/// (RFC 9110 §15.5.6).
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut response = AppError::MethodNotAllowed.error_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        response
+    }))
 }
 
 async fn not_found() -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound("Endpoint not found".into()))
-}
-
-async fn method_not_allowed() -> Result<HttpResponse, AppError> {
-    Err(AppError::MethodNotAllowed)
 }

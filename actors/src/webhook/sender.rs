@@ -191,8 +191,12 @@ async fn deliver(
         (Some(code), _) if (200..300).contains(&code) => AttemptOutcome::Delivered,
         _ if number >= settings.max_attempts => AttemptOutcome::GaveUp,
         _ => {
+            // The delay runs from the end of the failed attempt, so a slow failure (a timeout)
+            // still backs off instead of being retried at once.
             let delay = backoff(settings.retry_base, number);
-            AttemptOutcome::RetryAt(at + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+            AttemptOutcome::RetryAt(
+                now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+            )
         }
     };
     match outcome {
@@ -229,22 +233,33 @@ async fn deliver(
     }
 }
 
-/// One HTTP attempt: (status, error text, blocked-for-good).
+/// One HTTP attempt: (status, error text, blocked-for-good). The whole attempt (resolution, request,
+/// response head and draining the body) is bounded by `WEBHOOK_TIMEOUT_MS`.
 async fn attempt_once(
     client: &awc::Client,
     settings: &WebhookSettings,
     item: &OutboxItem,
 ) -> (Option<u16>, Option<String>, bool) {
+    let deadline = tokio::time::Instant::now() + settings.timeout;
     let url = match ssrf::check_url_syntax(&item.url) {
         Ok(url) => url,
         Err(err) => return (None, Some(err.to_string()), true),
     };
-    let addr = match ssrf::resolve_vetted(&url, settings.allow_private).await {
-        Ok(addr) => addr,
-        Err(ssrf::SsrfError::Unresolvable(detail)) => {
+    let resolved =
+        tokio::time::timeout_at(deadline, ssrf::resolve_vetted(&url, settings.allow_private)).await;
+    let addr = match resolved {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(ssrf::SsrfError::Unresolvable(detail))) => {
             return (None, Some(format!("unresolvable: {detail}")), false)
         }
-        Err(err) => return (None, Some(err.to_string()), true),
+        Ok(Err(err)) => return (None, Some(err.to_string()), true),
+        Err(_) => {
+            return (
+                None,
+                Some("timed out resolving the webhook host".to_owned()),
+                false,
+            )
+        }
     };
     let timestamp = now_ms() / 1000;
     let signature = signature::sign(&settings.signing_secret, timestamp, &item.body);
@@ -261,13 +276,16 @@ async fn attempt_once(
         .insert_header(("X-Webhook-Id", item.webhook_id.as_str()))
         .insert_header(("X-Webhook-Timestamp", timestamp.to_string()))
         .insert_header(("X-Webhook-Signature", signature))
+        .timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
         .send_body(item.body.clone())
         .await;
     match sent {
         Ok(mut response) => {
             let status = response.status().as_u16();
             // Drain a little of the body so the connection can be reused; its content is ignored.
-            let _ = response.body().limit(16 * 1024).await;
+            // awc does not bound body reads by the request timeout, so bound it here: a receiver
+            // that answers the status line and then stalls must not hold the request's queue.
+            let _ = tokio::time::timeout_at(deadline, response.body().limit(16 * 1024)).await;
             let error = (!(200..300).contains(&status)).then(|| format!("HTTP {status}"));
             (Some(status), error, false)
         }

@@ -50,6 +50,10 @@ async fn dispatch(
 ) -> AppResult<HttpResponse> {
     let mut body = json_object(payload, &req).await?;
     require_api_secret(&req, Some(&mut body), &state.config.api_secret)?;
+    if forced_channels.is_some() {
+        // `/send-otp` replaces whatever channels the client sent; they are not validated.
+        body.remove("channels");
+    }
     let input = validate::dispatch_input(&body)?;
     let requested = forced_channels
         .or(input.channels)

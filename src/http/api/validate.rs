@@ -176,6 +176,7 @@ pub fn dispatch_input(body: &Map<String, Value>) -> Result<DispatchInput, AppErr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -1,0 +1,215 @@
+//! Load benchmark of `POST /dispatch` (issue: ≥ 5,000 accepted/s, p99 < 10 ms on 2 cores).
+//!
+//! Starts the real gateway in sandbox mode (SQLite file database, the simulated DIDWW SMS API on
+//! loopback posting its callbacks back) and drives `/dispatch` over HTTP from this process:
+//!   1. open loop at fixed offered rates (latency measured from each request's *scheduled* send time,
+//!      so a stall is charged to every request it delays: no coordinated omission);
+//!   2. closed loop at saturation (N connections back to back).
+//! Every request carries a new phone number so nothing is rate-limited. Reports throughput, p50 /
+//! p99 / max latency, the share of requests whose SMS reached `delivered`, and memory.
+//!
+//! Run: `cargo bench --bench dispatch_load` (env: BENCH_RATES="1000,2500,5000", BENCH_SECS=10,
+//! BENCH_CONNECTIONS=64).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use otp_gateway::app;
+use otp_gateway::config::Config;
+
+const SECRET: &str = "test-secret-0123456789";
+
+struct Stats {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+fn report(label: &str, mut stats: Stats) {
+    stats.latencies_us.sort_unstable();
+    let ok = stats.latencies_us.len() as f64;
+    println!(
+        "{label:<28} accepted/s {:>8.0}  ok {:>7}  errors {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms",
+        ok / stats.elapsed.as_secs_f64(),
+        stats.latencies_us.len(),
+        stats.errors,
+        percentile(&stats.latencies_us, 0.50),
+        percentile(&stats.latencies_us, 0.99),
+        percentile(&stats.latencies_us, 1.0),
+    );
+}
+
+fn phone(n: u64) -> String {
+    // +1 415 2xx xxxx: valid NANP numbers, a new one per request.
+    format!("+1415{:07}", 2_000_000 + (n % 7_000_000))
+}
+
+fn body(n: u64) -> String {
+    format!(r#"{{"phone":"{}","code":"123456","channels":["sms"]}}"#, phone(n))
+}
+
+fn client(connections: usize) -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connector(awc::Connector::new().limit(connections))
+        .finish()
+}
+
+async fn one(client: &awc::Client, url: &str, n: u64) -> bool {
+    match client
+        .post(url)
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(("X-API-Secret", SECRET))
+        .send_body(body(n))
+        .await
+    {
+        Ok(mut response) => {
+            let ok = response.status().as_u16() == 200;
+            let _ = response.body().await;
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+/// Open loop: one request every 1/rate s for `secs`, each timed from its scheduled start.
+async fn open_loop(url: &str, rate: u64, secs: u64, counter: &Arc<AtomicU64>) -> Stats {
+    let client = client(2048);
+    let total = rate * secs;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let start = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..total {
+        let scheduled = start + interval * u32::try_from(i).unwrap();
+        let now = Instant::now();
+        if scheduled > now {
+            actix_rt::time::sleep(scheduled - now).await;
+        }
+        let client = client.clone();
+        let url = url.to_owned();
+        let tx = tx.clone();
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        actix_rt::spawn(async move {
+            let ok = one(&client, &url, n).await;
+            let _ = tx.send((ok, scheduled.elapsed()));
+        });
+    }
+    drop(tx);
+    let mut stats = Stats { latencies_us: Vec::with_capacity(total as usize), errors: 0, elapsed: Duration::ZERO };
+    while let Some((ok, latency)) = rx.recv().await {
+        if ok {
+            stats.latencies_us.push(latency.as_micros() as u64);
+        } else {
+            stats.errors += 1;
+        }
+    }
+    stats.elapsed = start.elapsed();
+    stats
+}
+
+/// Closed loop: `connections` workers sending back to back for `secs`.
+async fn closed_loop(url: &str, connections: usize, secs: u64, counter: &Arc<AtomicU64>) -> Stats {
+    let client = client(connections);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..connections {
+        let client = client.clone();
+        let url = url.to_owned();
+        let counter = Arc::clone(counter);
+        workers.push(actix_rt::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                if one(&client, &url, n).await {
+                    latencies.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut stats = Stats { latencies_us: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        stats.latencies_us.extend(l);
+        stats.errors += e;
+    }
+    stats.elapsed = start.elapsed();
+    stats
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let rates: Vec<u64> = std::env::var("BENCH_RATES")
+        .unwrap_or_else(|_| "1000,2500,5000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let secs: u64 = env_or("BENCH_SECS", 10);
+    let connections: usize = env_or("BENCH_CONNECTIONS", 64);
+    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string())).unwrap();
+
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let mut config = Config::for_tests(dir.path().join("bench.db"));
+        config.log_level = "error".into();
+        config.sms.delivery_timeout = Duration::from_secs(60);
+        let gateway = app::start(config).await.expect("gateway starts");
+        let url = format!("{}/dispatch", gateway.api_url());
+        let counter = Arc::new(AtomicU64::new(0));
+        println!(
+            "dispatch_load: {} cores, {secs}s per step, database {}",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            dir.path().display()
+        );
+        // Warm-up (connections, page cache, JIT-free but allocator warm).
+        let _ = open_loop(&url, 500, 2, &counter).await;
+        for rate in &rates {
+            let stats = open_loop(&url, *rate, secs, &counter).await;
+            report(&format!("open loop {rate}/s"), stats);
+        }
+        let stats = closed_loop(&url, connections, secs, &counter).await;
+        report(&format!("saturation ({connections} conns)"), stats);
+        // Let the last callbacks land, then count outcomes from the database.
+        let sent = counter.load(Ordering::Relaxed);
+        let delivered = gateway
+            .store
+            .read(|conn| {
+                use diesel::prelude::*;
+                use otp_gateway::db::schema::otp_requests::dsl::*;
+                otp_requests.filter(status.eq("delivered")).count().get_result::<i64>(conn)
+            })
+            .await
+            .unwrap_or(0);
+        println!("requests sent {sent}, delivered so far {delivered}");
+        println!("memory: VmRSS {} MiB, VmHWM (peak) {} MiB", rss_kib("VmRSS:") / 1024, rss_kib("VmHWM:") / 1024);
+        gateway.shutdown().await;
+    });
+}
