@@ -160,7 +160,7 @@ impl Dispatcher {
 
     fn resume_unfinished(&mut self, ctx: &mut Context<Self>) {
         let listed = self.services.sink.store.list_resumable(now_ms());
-        let fut = async move { listed.await }.into_actor(self).map(|result, act, ctx| match result {
+        let fut = listed.into_actor(self).map(|result, act, ctx| match result {
             Ok(requests) => {
                 if !requests.is_empty() {
                     tracing::info!(count = requests.len(), "resuming unfinished requests");
@@ -198,45 +198,43 @@ impl Dispatcher {
             .sink
             .store
             .list_due_expiries(now_ms(), EXPIRY_BATCH);
-        let fut = async move { due.await }
-            .into_actor(self)
-            .map(|result, act, ctx| {
-                act.sweeping = false;
-                let ids = match result {
-                    Ok(ids) => ids,
-                    Err(err) => {
-                        tracing::error!(error = %err, "expiry sweep failed");
-                        return;
-                    }
-                };
-                for id in ids {
-                    // Already being expired (its event is not durable yet): once is enough.
-                    if !act.expiring.insert(id) {
-                        continue;
-                    }
-                    let stored: ResponseFuture<Result<Arc<RecordedEvent>, StoreError>> =
-                        match act.live.get(&id) {
-                            Some(actor) => {
-                                let sent = actor.send(Expire);
-                                let services = Arc::clone(&act.services);
-                                Box::pin(async move {
-                                    match sent.await {
-                                        Ok(result) => result,
-                                        // The actor finished before it saw the message.
-                                        Err(_) => services.sink.record(expiry_event(id)).await,
-                                    }
-                                })
-                            }
-                            None => Box::pin(act.services.sink.record(expiry_event(id))),
-                        };
-                    ctx.spawn(stored.into_actor(act).map(move |result, act, _| {
-                        if let Err(err) = result {
-                            tracing::error!(request_id = %id, error = %err, "expiry not stored");
-                        }
-                        act.expiring.remove(&id);
-                    }));
+        let fut = due.into_actor(self).map(|result, act, ctx| {
+            act.sweeping = false;
+            let ids = match result {
+                Ok(ids) => ids,
+                Err(err) => {
+                    tracing::error!(error = %err, "expiry sweep failed");
+                    return;
                 }
-            });
+            };
+            for id in ids {
+                // Already being expired (its event is not durable yet): once is enough.
+                if !act.expiring.insert(id) {
+                    continue;
+                }
+                let stored: ResponseFuture<Result<Arc<RecordedEvent>, StoreError>> =
+                    match act.live.get(&id) {
+                        Some(actor) => {
+                            let sent = actor.send(Expire);
+                            let services = Arc::clone(&act.services);
+                            Box::pin(async move {
+                                match sent.await {
+                                    Ok(result) => result,
+                                    // The actor finished before it saw the message.
+                                    Err(_) => services.sink.record(expiry_event(id)).await,
+                                }
+                            })
+                        }
+                        None => Box::pin(act.services.sink.record(expiry_event(id))),
+                    };
+                ctx.spawn(stored.into_actor(act).map(move |result, act, _| {
+                    if let Err(err) = result {
+                        tracing::error!(request_id = %id, error = %err, "expiry not stored");
+                    }
+                    act.expiring.remove(&id);
+                }));
+            }
+        });
         ctx.spawn(fut);
     }
 }
@@ -326,18 +324,14 @@ impl Handler<Dispatch> for Dispatcher {
         };
         let stored = self.services.sink.store.insert_request(new);
         let (phone, code, plan) = (order.phone, order.code, order.plan);
-        Box::pin(
-            async move { stored.await }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    result?;
-                    act.spawn_request(id, phone, code, plan, StartPoint::Fresh, ctx);
-                    Ok(Accepted {
-                        request_id: id,
-                        channel: first,
-                    })
-                }),
-        )
+        Box::pin(stored.into_actor(self).map(move |result, act, ctx| {
+            result?;
+            act.spawn_request(id, phone, code, plan, StartPoint::Fresh, ctx);
+            Ok(Accepted {
+                request_id: id,
+                channel: first,
+            })
+        }))
     }
 }
 

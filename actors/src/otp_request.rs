@@ -5,11 +5,13 @@
 //! (SPEC §5): handles [`SmsSubmitted`], [`SmsReport`], [`ApplyFeedback`] and [`Expire`], and emits
 //! every channel event through the [`EventSink`](crate::events::EventSink).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
 
 use crate::didww_sms::{self, SmsCallback};
 use crate::domain::{Channel, EventType, Status};
@@ -89,6 +91,8 @@ pub struct OtpRequest {
     services: Arc<RequestServices>,
     finished_to: Recipient<RequestFinished>,
     delivery_timer: Option<SpawnHandle>,
+    /// Resolves once the previous event of this request has been published (see [`Self::record`]).
+    published: Option<oneshot::Receiver<()>>,
 }
 
 impl OtpRequest {
@@ -114,6 +118,7 @@ impl OtpRequest {
             services,
             finished_to,
             delivery_timer: None,
+            published: None,
         }
     }
 
@@ -121,12 +126,38 @@ impl OtpRequest {
         self.services.settings.failover && self.current + 1 < self.plan.len()
     }
 
-    /// Stores an event in the background (the writer keeps submission order).
-    fn emit(&self, event: NewEvent) {
-        let sink = self.services.sink.clone();
+    /// Records an event: submitted to the store at once (the writer applies writes in submission
+    /// order, so the status machine sees them in order), then published to the live feed and the
+    /// client webhook queue only after this request's previous event was. Two events committed in
+    /// one batch would otherwise be published in whatever order their tasks happen to wake up,
+    /// and a client could get `otp.failed` before `otp.sending`.
+    ///
+    /// The returned future must be driven to completion (spawned or returned as a message
+    /// response); if it is dropped, the next event simply stops waiting for it.
+    fn record(
+        &mut self,
+        event: NewEvent,
+    ) -> impl Future<Output = Result<Arc<RecordedEvent>, StoreError>> + 'static {
+        let stored = self.services.sink.record(event);
+        let previous = self.published.take();
+        let (done, next) = oneshot::channel();
+        self.published = Some(next);
+        async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let result = stored.await;
+            let _ = done.send(());
+            result
+        }
+    }
+
+    /// Records an event in the background.
+    fn emit(&mut self, event: NewEvent) {
+        let recorded = self.record(event);
         let id = self.id;
         actix::spawn(async move {
-            if let Err(err) = sink.record(event).await {
+            if let Err(err) = recorded.await {
                 tracing::error!(request_id = %id, error = %err, "event could not be stored");
             }
         });
@@ -296,7 +327,7 @@ impl Actor for OtpRequest {
                 self.services.index.forget(id);
             }
         }
-        let _ = self.finished_to.do_send(RequestFinished(self.id));
+        self.finished_to.do_send(RequestFinished(self.id));
     }
 }
 
@@ -384,7 +415,7 @@ impl Handler<SmsReport> for OtpRequest {
             _ => {}
         }
         let event = sms_callback_event(self.id, index, &callback, event_type, proposed, record);
-        let stored = self.services.sink.record(event);
+        let stored = self.record(event);
         if let Some(step) = after {
             step(self, ctx);
         }
@@ -442,7 +473,7 @@ impl Handler<ApplyFeedback> for OtpRequest {
 
     fn handle(&mut self, msg: ApplyFeedback, ctx: &mut Context<Self>) -> Self::Result {
         let event = feedback_event(self.id, msg.success);
-        let stored = self.services.sink.record(event);
+        let stored = self.record(event);
         if msg.success {
             // Verified: any pending failover is cancelled.
             self.cancel_timer(ctx);
@@ -456,7 +487,7 @@ impl Handler<Expire> for OtpRequest {
     type Result = ResponseFuture<Result<Arc<RecordedEvent>, StoreError>>;
 
     fn handle(&mut self, _: Expire, ctx: &mut Context<Self>) -> Self::Result {
-        let stored = self.services.sink.record(expiry_event(self.id));
+        let stored = self.record(expiry_event(self.id));
         self.cancel_timer(ctx);
         ctx.stop();
         Box::pin(stored)

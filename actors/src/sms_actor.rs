@@ -183,7 +183,7 @@ impl Handler<SendSms> for SmsActor {
             };
             // The requester's mailbox gets the answer before the id becomes findable, so a callback
             // routed through the index always queues behind it.
-            let _ = msg.reply_to.do_send(reply);
+            msg.reply_to.do_send(reply);
             let accepted = match outcome {
                 SubmitOutcome::Accepted(id) => Some((
                     id,

@@ -116,6 +116,166 @@ mod tests {
         );
     }
 
+    /// Every event that ends a channel attempt without reaching the user.
+    const CHANNEL_FAILURES: [EventType; 4] = [
+        EventType::Failed,
+        EventType::Undelivered,
+        EventType::NoAnswer,
+        EventType::Busy,
+    ];
+
+    #[test]
+    fn a_channel_failure_with_a_channel_left_never_fails_the_request() {
+        for event in CHANNEL_FAILURES {
+            assert_eq!(proposed_status(event, false, false), None, "{event}");
+            assert_eq!(proposed_status(event, true, false), None, "{event}");
+            assert_eq!(
+                proposed_status(event, false, true),
+                Some(Status::Failed),
+                "{event}"
+            );
+        }
+        // A hang-up before the code was played is a failure like the others.
+        assert_eq!(proposed_status(EventType::Hangup, false, false), None);
+    }
+
+    #[test]
+    fn progress_events_do_not_depend_on_the_attempt_being_final() {
+        let progress = [
+            (EventType::Sending, Status::Sending),
+            (EventType::Calling, Status::Sending),
+            (EventType::Sent, Status::Sent),
+            (EventType::Ringing, Status::Sent),
+            (EventType::Answered, Status::Sent),
+            (EventType::Playing, Status::Sent),
+            (EventType::Delivered, Status::Delivered),
+            (EventType::Completed, Status::Delivered),
+            (EventType::Verified, Status::Verified),
+            (EventType::Rejected, Status::Rejected),
+            (EventType::Expired, Status::Expired),
+        ];
+        for (event, status) in progress {
+            for final_attempt in [false, true] {
+                assert_eq!(
+                    proposed_status(event, false, final_attempt),
+                    Some(status),
+                    "{event} final={final_attempt}"
+                );
+            }
+        }
+    }
+
+    /// Folds channel events `(event, final_attempt)` through the status machine from `pending`,
+    /// returning every status along the way.
+    fn run(events: &[(EventType, bool)]) -> Vec<Status> {
+        let mut status = Status::Pending;
+        let mut path = Vec::new();
+        for &(event, final_attempt) in events {
+            if let Some(proposed) = proposed_status(event, false, final_attempt) {
+                status = merge(status, proposed).unwrap_or(status);
+            }
+            path.push(status);
+        }
+        path
+    }
+
+    #[test]
+    fn failover_keeps_the_request_alive_until_the_last_channel() {
+        // SMS refused at once, voice delivers: the request never reads `failed`.
+        let path = run(&[
+            (EventType::Sending, false),
+            (EventType::Failed, false),
+            (EventType::Calling, true),
+            (EventType::Ringing, true),
+            (EventType::Answered, true),
+            (EventType::Playing, true),
+            (EventType::Completed, true),
+        ]);
+        assert!(!path.contains(&Status::Failed), "{path:?}");
+        assert_eq!(
+            path[1],
+            Status::Sending,
+            "stays sending after the SMS failure"
+        );
+        assert_eq!(path.last(), Some(&Status::Delivered));
+
+        // SMS handed to the carrier, then undelivered; voice is not answered: failed at the end only.
+        let path = run(&[
+            (EventType::Sending, false),
+            (EventType::Sent, false),
+            (EventType::Undelivered, false),
+            (EventType::Calling, true),
+            (EventType::NoAnswer, true),
+        ]);
+        assert_eq!(
+            path,
+            [
+                Status::Sending,
+                Status::Sent,
+                Status::Sent,
+                Status::Sent,
+                Status::Failed
+            ]
+        );
+
+        // Every channel fails: only the last failure fails the request.
+        let path = run(&[
+            (EventType::Sending, false),
+            (EventType::Failed, false),
+            (EventType::Calling, true),
+            (EventType::Busy, true),
+        ]);
+        assert_eq!(path.iter().filter(|s| **s == Status::Failed).count(), 1);
+        assert_eq!(path.last(), Some(&Status::Failed));
+    }
+
+    #[test]
+    fn a_late_failure_of_an_abandoned_attempt_changes_nothing() {
+        // Voice delivered after the SMS timed out; the SMS DLR then says expired.
+        let path = run(&[
+            (EventType::Sending, false),
+            (EventType::Sent, false),
+            (EventType::Calling, true),
+            (EventType::Completed, true),
+            (EventType::Undelivered, true),
+            (EventType::Failed, true),
+        ]);
+        assert_eq!(path.last(), Some(&Status::Delivered), "{path:?}");
+    }
+
+    #[test]
+    fn a_final_failure_fails_only_an_unsettled_delivery() {
+        assert_eq!(merge(Status::Pending, Status::Failed), Some(Status::Failed));
+        assert_eq!(merge(Status::Sending, Status::Failed), Some(Status::Failed));
+        assert_eq!(merge(Status::Sent, Status::Failed), Some(Status::Failed));
+        for settled in [
+            Status::Failed,
+            Status::Delivered,
+            Status::Verified,
+            Status::Rejected,
+            Status::Expired,
+        ] {
+            assert_eq!(merge(settled, Status::Failed), None, "{settled}");
+        }
+    }
+
+    #[test]
+    fn sending_finishes_once_delivery_is_settled() {
+        for status in [Status::Pending, Status::Sending, Status::Sent] {
+            assert!(!sending_finished(status), "{status}");
+            assert!(!status.delivery_settled(), "{status}");
+        }
+        for status in [
+            Status::Delivered,
+            Status::Failed,
+            Status::Verified,
+            Status::Rejected,
+            Status::Expired,
+        ] {
+            assert!(sending_finished(status), "{status}");
+        }
+    }
+
     #[test]
     fn feedback_and_expiry() {
         assert_eq!(

@@ -1,5 +1,7 @@
 -- Core tables: OTP requests, their channel events, the client webhook outbox and its attempt log.
 -- Times are integer milliseconds since the Unix epoch; money is integer micro-dollars.
+-- Row ids are plain INTEGER PRIMARY KEYs (no AUTOINCREMENT, which costs a sqlite_sequence write per
+-- insert); retention deletes only old rows, so ids still grow monotonically.
 
 CREATE TABLE otp_requests (
     id TEXT PRIMARY KEY NOT NULL,
@@ -32,7 +34,7 @@ CREATE INDEX idx_otp_requests_phone_created ON otp_requests(phone, created_at);
 CREATE INDEX idx_otp_requests_created ON otp_requests(created_at);
 
 CREATE TABLE otp_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    id INTEGER PRIMARY KEY NOT NULL,
     request_id TEXT NOT NULL REFERENCES otp_requests(id) ON DELETE CASCADE,
     channel TEXT NOT NULL,
     event_type TEXT NOT NULL,
@@ -47,7 +49,7 @@ CREATE INDEX idx_otp_events_request ON otp_events(request_id, id);
 CREATE INDEX idx_otp_events_created ON otp_events(created_at);
 
 CREATE TABLE webhook_outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    id INTEGER PRIMARY KEY NOT NULL,
     request_id TEXT NOT NULL REFERENCES otp_requests(id) ON DELETE CASCADE,
     event_id BIGINT NOT NULL,
     webhook_id TEXT NOT NULL,
@@ -65,7 +67,7 @@ CREATE INDEX idx_webhook_outbox_pending ON webhook_outbox(state, id);
 CREATE INDEX idx_webhook_outbox_request ON webhook_outbox(request_id, id);
 
 CREATE TABLE webhook_attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    id INTEGER PRIMARY KEY NOT NULL,
     outbox_id BIGINT NOT NULL REFERENCES webhook_outbox(id) ON DELETE CASCADE,
     request_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,
@@ -80,7 +82,7 @@ CREATE INDEX idx_webhook_attempts_request ON webhook_attempts(request_id, id);
 
 -- Inbound DIDWW callbacks as received, for audit and idempotency.
 CREATE TABLE provider_callbacks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    id INTEGER PRIMARY KEY NOT NULL,
     provider_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     status TEXT NOT NULL,

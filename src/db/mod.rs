@@ -85,11 +85,12 @@ pub fn open(path: &Path) -> Result<(SqliteConnection, ReadPool), DbOpenError> {
     }
     let url = path.to_string_lossy().into_owned();
     let mut writer = SqliteConnection::establish(&url).map_err(|e| unwritable(e.to_string()))?;
+    // busy_timeout first: another process (a previous instance still closing) may hold the lock.
+    apply_pragmas(&mut writer).map_err(|e| unwritable(e.to_string()))?;
     // journal_mode is persistent in the file; setting it also proves we can write the header.
     writer
         .batch_execute("PRAGMA journal_mode = WAL;")
         .map_err(|e| unwritable(e.to_string()))?;
-    apply_pragmas(&mut writer).map_err(|e| unwritable(e.to_string()))?;
     writer
         .batch_execute("BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS gateway_write_probe (x INTEGER); DROP TABLE gateway_write_probe; COMMIT;")
         .map_err(|e| unwritable(e.to_string()))?;

@@ -18,7 +18,7 @@ use actors::store::{
 use actors::{Channel, EventType, ProviderMessageId, RequestId, Status};
 
 use super::models::{callback, event, request, webhook};
-use super::writer::Writer;
+use super::writer::{CachedRequest, RequestCache, WriteError, Writer};
 use super::ReadPool;
 
 /// The Diesel-backed store. Cheap to clone.
@@ -50,12 +50,14 @@ impl DbStore {
     fn write<T, F>(&self, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut SqliteConnection, &mut RequestCache) -> Result<T, WriteError>
+            + Send
+            + 'static,
     {
         let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
         let filled = Arc::clone(&slot);
-        let done = self.writer.submit(Box::new(move |conn| {
-            let value = f(conn)?;
+        let done = self.writer.submit(Box::new(move |conn, cache| {
+            let value = f(conn, cache)?;
             if let Ok(mut guard) = filled.lock() {
                 *guard = Some(value);
             }
@@ -103,7 +105,11 @@ fn parse_status(text: &str) -> Status {
     text.parse().unwrap_or(Status::Pending)
 }
 
-fn insert_request(conn: &mut SqliteConnection, req: &NewRequest) -> Result<(), StoreError> {
+fn insert_request(
+    conn: &mut SqliteConnection,
+    cache: &mut RequestCache,
+    req: &NewRequest,
+) -> Result<(), WriteError> {
     let id = req.id.to_string();
     let requested = channels_json(&req.channels_requested);
     let plan = channels_json(&req.plan);
@@ -123,13 +129,65 @@ fn insert_request(conn: &mut SqliteConnection, req: &NewRequest) -> Result<(), S
         updated_at: req.created_at,
         expires_at: req.expires_at,
     };
-    request::insert(conn, &form).map_err(unavailable)?;
+    request::insert(conn, &form)?;
+    cache.put(
+        id,
+        CachedRequest {
+            status: Status::Pending,
+            channel: None,
+            channel_index: None,
+            channel_status: None,
+            phone: req.phone.clone(),
+            session_id: req.session_id.clone(),
+            webhook_url: req.webhook_url.clone(),
+            plan: req.plan.clone(),
+        },
+    );
     Ok(())
+}
+
+/// The writer's view of a request: from its cache, else from the row.
+fn request_state(
+    conn: &mut SqliteConnection,
+    cache: &mut RequestCache,
+    id: &str,
+) -> Result<CachedRequest, WriteError> {
+    if let Some(state) = cache.get(id) {
+        return Ok(state.clone());
+    }
+    let row =
+        request::find_by_id(conn, id)?.ok_or(WriteError::Refused(StoreError::UnknownRequest))?;
+    let state = CachedRequest {
+        status: parse_status(&row.status),
+        channel: row.channel.as_deref().and_then(|c| c.parse().ok()),
+        channel_index: row.channel_index,
+        channel_status: row.channel_status,
+        phone: row.phone,
+        session_id: row.session_id,
+        webhook_url: row.webhook_url,
+        plan: parse_channels(&row.channel_plan),
+    };
+    cache.put(id.to_owned(), state.clone());
+    Ok(state)
+}
+
+/// Channel statuses after which an attempt is over.
+fn channel_status_final(status: Option<&str>) -> bool {
+    status
+        .and_then(|s| s.parse::<EventType>().ok())
+        .is_some_and(|e| {
+            e.is_channel_failure()
+                || matches!(
+                    e,
+                    EventType::Delivered | EventType::Completed | EventType::Hangup
+                )
+        })
 }
 
 /// The client webhook body of SPEC §6.
 fn webhook_body(
-    row: &request::RequestRow,
+    id: &str,
+    row: &CachedRequest,
     ev: &NewEvent,
     channel: Channel,
     status: Status,
@@ -137,7 +195,7 @@ fn webhook_body(
 ) -> String {
     json!({
         "event": format!("otp.{}", ev.event_type),
-        "request_id": row.id,
+        "request_id": id,
         "session_id": row.session_id,
         "phone": row.phone,
         "status": status.as_str(),
@@ -149,19 +207,19 @@ fn webhook_body(
     .to_string()
 }
 
-fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEvent, StoreError> {
+fn record_event(
+    conn: &mut SqliteConnection,
+    cache: &mut RequestCache,
+    ev: NewEvent,
+) -> Result<RecordedEvent, WriteError> {
     let id = ev.request_id.to_string();
-    let row = request::find_by_id(conn, &id)
-        .map_err(unavailable)?
-        .ok_or(StoreError::UnknownRequest)?;
-    let plan = parse_channels(&row.channel_plan);
-    let current_channel: Option<Channel> = row.channel.as_deref().and_then(|c| c.parse().ok());
+    let row = request_state(conn, cache, &id)?;
     let channel = ev
         .channel
-        .or(current_channel)
-        .or_else(|| plan.first().copied())
+        .or(row.channel)
+        .or_else(|| row.plan.first().copied())
         .unwrap_or(Channel::Sms);
-    let current = parse_status(&row.status);
+    let current = row.status;
 
     if let Some(cb) = &ev.callback {
         let form = callback::CallbackInsertForm {
@@ -172,7 +230,7 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
             body: &cb.body,
             received_at: ev.at,
         };
-        if !callback::insert_if_new(conn, &form).map_err(unavailable)? {
+        if !callback::insert_if_new(conn, &form)? {
             return Ok(RecordedEvent {
                 event_id: 0,
                 request_id: ev.request_id,
@@ -182,7 +240,7 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
                 at: ev.at,
                 status: current,
                 status_changed: false,
-                current_channel,
+                current_channel: row.channel,
                 channel_status: row.channel_status.as_deref().and_then(|s| s.parse().ok()),
                 phone: row.phone,
                 session_id: row.session_id,
@@ -194,26 +252,32 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
 
     let next = ev.proposed_status.and_then(|p| status::merge(current, p));
     let new_status = next.unwrap_or(current);
-    // Only events of the newest attempt move the request's current channel and channel status;
-    // a late event of an abandoned attempt is recorded but leaves them alone.
+    // A newer attempt always takes over the request's current channel. Within the current attempt,
+    // a settled channel status (delivered, failed…) only moves when the event also moved the
+    // request's status (a late delivery after a failure); anything else is recorded but leaves it.
+    // Events of an abandoned, older attempt never move it.
     let moves_channel = match (ev.channel, ev.attempt) {
-        (Some(_), Some(attempt)) => row
-            .channel_index
-            .is_none_or(|now| i64::from(now) <= attempt as i64),
+        (Some(_), Some(attempt)) => {
+            let attempt = i64::try_from(attempt).unwrap_or(i64::MAX);
+            match row.channel_index.map(i64::from) {
+                None => true,
+                Some(now) if attempt > now => true,
+                Some(now) if attempt == now => {
+                    !channel_status_final(row.channel_status.as_deref()) || next.is_some()
+                }
+                Some(_) => false,
+            }
+        }
         _ => false,
     };
     let (new_channel, new_index, new_channel_status) = if moves_channel {
         (
-            Some(channel.as_str().to_owned()),
+            Some(channel),
             ev.attempt.and_then(|a| i32::try_from(a).ok()),
             Some(ev.event_type.as_str().to_owned()),
         )
     } else {
-        (
-            row.channel.clone(),
-            row.channel_index,
-            row.channel_status.clone(),
-        )
+        (row.channel, row.channel_index, row.channel_status.clone())
     };
 
     let metadata = Value::Object(ev.metadata.clone()).to_string();
@@ -229,29 +293,28 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
             status_after: new_status.as_str(),
             created_at: ev.at,
         },
-    )
-    .map_err(unavailable)?;
+    )?;
 
     request::update_after_event(
         conn,
         &id,
         &request::RequestUpdateForm {
             status: new_status.as_str(),
-            channel: new_channel.as_deref(),
+            channel: new_channel.map(Channel::as_str),
             channel_index: new_index,
             channel_status: new_channel_status.as_deref(),
             updated_at: ev.at,
         },
         status::sending_finished(new_status),
-    )
-    .map_err(unavailable)?;
+    )?;
     if let Some((micros, parts)) = ev.sms_cost {
-        request::record_sms_cost(conn, &id, micros, parts).map_err(unavailable)?;
+        request::record_sms_cost(conn, &id, micros, parts)?;
     }
 
     let webhook = match &row.webhook_url {
         Some(url) => {
             let body = webhook_body(
+                &id,
                 &row,
                 &ev,
                 channel,
@@ -275,8 +338,7 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
                     created_at: ev.at,
                     updated_at: ev.at,
                 },
-            )
-            .map_err(unavailable)?;
+            )?;
             Some(OutboxItem {
                 id: outbox_id,
                 request_id: ev.request_id,
@@ -291,6 +353,17 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
         None => None,
     };
 
+    cache.put(
+        id,
+        CachedRequest {
+            status: new_status,
+            channel: new_channel,
+            channel_index: new_index,
+            channel_status: new_channel_status.clone(),
+            ..row.clone()
+        },
+    );
+
     Ok(RecordedEvent {
         event_id,
         request_id: ev.request_id,
@@ -300,7 +373,7 @@ fn record_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<RecordedEve
         at: ev.at,
         status: new_status,
         status_changed: next.is_some(),
-        current_channel: new_channel.as_deref().and_then(|c| c.parse().ok()),
+        current_channel: new_channel,
         channel_status: new_channel_status.as_deref().and_then(|s| s.parse().ok()),
         phone: row.phone,
         session_id: row.session_id,
@@ -339,11 +412,11 @@ fn resumable(row: request::RequestRow) -> Option<ResumableRequest> {
 
 impl Store for DbStore {
     fn insert_request(&self, req: NewRequest) -> StoreFuture<()> {
-        self.write(move |conn| insert_request(conn, &req))
+        self.write(move |conn, cache| insert_request(conn, cache, &req))
     }
 
     fn record_event(&self, ev: NewEvent) -> StoreFuture<RecordedEvent> {
-        self.write(move |conn| record_event(conn, ev))
+        self.write(move |conn, cache| record_event(conn, cache, ev))
     }
 
     fn attach_provider_id(
@@ -353,23 +426,22 @@ impl Store for DbStore {
         provider_id: ProviderMessageId,
         at: i64,
     ) -> StoreFuture<()> {
-        self.write(move |conn| {
+        self.write(move |conn, _| {
             let changed = request::attach_provider_id(
                 conn,
                 &request_id.to_string(),
                 provider_id.as_str(),
                 at,
-            )
-            .map_err(unavailable)?;
+            )?;
             if changed == 0 {
-                return Err(StoreError::UnknownRequest);
+                return Err(WriteError::Refused(StoreError::UnknownRequest));
             }
             Ok(())
         })
     }
 
     fn record_unmatched_callback(&self, cb: CallbackRecord) -> StoreFuture<()> {
-        self.write(move |conn| {
+        self.write(move |conn, _| {
             let form = callback::CallbackInsertForm {
                 provider_id: cb.provider_id.as_str(),
                 kind: &cb.kind,
@@ -378,7 +450,7 @@ impl Store for DbStore {
                 body: &cb.body,
                 received_at: actors::clock::now_ms(),
             };
-            callback::insert_if_new(conn, &form).map_err(unavailable)?;
+            callback::insert_if_new(conn, &form)?;
             Ok(())
         })
     }
@@ -428,7 +500,7 @@ impl Store for DbStore {
     }
 
     fn record_webhook_attempt(&self, attempt: WebhookAttempt) -> StoreFuture<()> {
-        self.write(move |conn| {
+        self.write(move |conn, _| {
             let (state, outcome, next) = match attempt.outcome {
                 AttemptOutcome::Delivered => ("delivered", "delivered", attempt.at),
                 AttemptOutcome::RetryAt(at) => ("pending", "retry", at),
@@ -449,10 +521,8 @@ impl Store for DbStore {
                     outcome,
                     created_at: attempt.at,
                 },
-            )
-            .map_err(unavailable)?;
-            webhook::update_outbox_state(conn, attempt.outbox_id, state, number, next, attempt.at)
-                .map_err(unavailable)?;
+            )?;
+            webhook::update_outbox_state(conn, attempt.outbox_id, state, number, next, attempt.at)?;
             Ok(())
         })
     }

@@ -299,19 +299,21 @@ impl Actor for WebhookSender {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(100_000);
         let pending = self.store.list_pending_webhooks();
-        ctx.wait(async move { pending.await }.into_actor(self).map(
-            |result, act, ctx| match result {
-                Ok(items) => {
-                    if !items.is_empty() {
-                        tracing::info!(count = items.len(), "resuming webhook deliveries");
+        ctx.wait(
+            pending
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(items) => {
+                        if !items.is_empty() {
+                            tracing::info!(count = items.len(), "resuming webhook deliveries");
+                        }
+                        for item in items {
+                            act.add(item, ctx);
+                        }
                     }
-                    for item in items {
-                        act.add(item, ctx);
-                    }
-                }
-                Err(err) => tracing::error!(error = %err, "could not load the webhook outbox"),
-            },
-        ));
+                    Err(err) => tracing::error!(error = %err, "could not load the webhook outbox"),
+                }),
+        );
     }
 }
 
