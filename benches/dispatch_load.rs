@@ -201,6 +201,7 @@ fn main() {
         config.log_level = "error".into();
         config.sms.delivery_timeout = Duration::from_secs(60);
         config.fraud.enabled = false;
+        config.sandbox_records = 0;
         let gateway = app::start(config).await.expect("gateway starts");
         let url = format!("{}/dispatch", gateway.api_url());
         println!(

@@ -111,6 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
             callback_url: format!("http://127.0.0.1:{}/webhooks/dlr{token}", api_addr.port()),
             callback_delay: SANDBOX_CALLBACK_DELAY,
             default_behaviour: SmsBehaviour::Delivered,
+            max_records: config.sandbox_records,
         })
         .context("starting the sandbox SMS API")?;
         Some(sandbox)
@@ -222,12 +223,21 @@ fn url_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Runs the gateway until SIGTERM or Ctrl-C, then shuts down gracefully.
+/// Runs the gateway until SIGTERM or Ctrl-C, then shuts down gracefully. The signal handlers are
+/// installed before anything starts, so a SIGTERM that arrives during start-up or right after the
+/// banner still means a graceful stop (exit 0), never the default instant death. A second signal
+/// during the shutdown ends it at once (exit 1): every accepted request is already durable.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install();
     let gateway = start(config).await?;
     announce(&gateway);
-    wait_for_signal().await;
-    gateway.shutdown().await;
+    wait_for_signal(&mut signals).await;
+    tokio::select! {
+        () = gateway.shutdown() => {}
+        () = wait_for_signal(&mut signals) => {
+            anyhow::bail!("second stop signal: exited before the graceful shutdown finished");
+        }
+    }
     Ok(())
 }
 
@@ -266,24 +276,62 @@ fn announce(gateway: &Gateway) {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT (Ctrl-C), listened to from the moment [`StopSignals::install`] is called.
+struct StopSignals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Installs the handlers now (must run inside the runtime).
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let term = signal(SignalKind::terminate())
+                .map_err(|err| tracing::warn!(error = %err, "cannot listen for SIGTERM"))
+                .ok();
+            let int = signal(SignalKind::interrupt())
+                .map_err(|err| tracing::warn!(error = %err, "cannot listen for SIGINT"))
+                .ok();
+            Self { term, int }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+}
+
+/// Resolves at the next SIGTERM or SIGINT.
+async fn wait_for_signal(signals: &mut StopSignals) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    // `None` would mean the driver is gone: never a reason to stop.
+                    if signal.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
                 }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        }
+        if signals.term.is_none() && signals.int.is_none() {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+        tokio::select! {
+            () = next(&mut signals.term) => tracing::info!("SIGTERM received"),
+            () = next(&mut signals.int) => tracing::info!("SIGINT received"),
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = signals;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -129,6 +129,7 @@ fn options(callback_url: &str, default_behaviour: SmsBehaviour) -> SandboxSmsOpt
         callback_url: callback_url.to_owned(),
         callback_delay: Duration::from_millis(5),
         default_behaviour,
+        ..SandboxSmsOptions::default()
     }
 }
 

@@ -439,6 +439,9 @@ pub struct Config {
     pub cdr: CdrConfig,
     /// Non-fatal findings to log at start (unknown variables, risky settings).
     pub warnings: Vec<String>,
+    /// How many requests/callbacks the sandbox carrier keeps for inspection (not an environment
+    /// variable: 1,000 for `--sandbox`, more in tests, 0 in benchmarks).
+    pub sandbox_records: usize,
 }
 
 impl Config {
@@ -576,6 +579,7 @@ impl Config {
                 learning_batch_size: 1000,
             },
             warnings: Vec::new(),
+            sandbox_records: crate::sandbox::sms::MAX_RECORDS,
         }
     }
 
@@ -866,6 +870,7 @@ fn build(v: &mut Vars<'_>, sandbox_flag: bool) -> Config {
         webhooks,
         cdr,
         warnings: Vec::new(),
+        sandbox_records: 1_000,
     }
 }
 
@@ -1456,7 +1461,9 @@ fn load_webhooks(v: &mut Vars<'_>, live: bool, api_secret: &Secret) -> WebhookCo
     let signing_secret = v
         .secret("WEBHOOK_SIGNING_SECRET", MIN_SIGNING_SECRET, live)
         .unwrap_or_else(|| api_secret.clone());
-    let allow_private = v.bool("WEBHOOK_ALLOW_PRIVATE", false);
+    // The sandbox is for trying things on one machine, where the webhook receiver is usually on
+    // localhost; live mode keeps the SSRF guard closed unless the operator opens it.
+    let allow_private = v.bool("WEBHOOK_ALLOW_PRIVATE", !live);
     if live && allow_private {
         v.warn(
             "WEBHOOK_ALLOW_PRIVATE is true: client webhook URLs may reach private and internal \

@@ -3,6 +3,16 @@
 //! field or a panic message cannot leak it (SPEC §2: "Secrets never appear in logs").
 
 use std::fmt;
+use std::sync::OnceLock;
+
+/// The per-process key of [`Secret::matches`]; `None` only if the OS has no randomness.
+fn comparison_key() -> Option<&'static ring::hmac::Key> {
+    static KEY: OnceLock<Option<ring::hmac::Key>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new()).ok()
+    })
+    .as_ref()
+}
 
 /// A secret value. `Debug` and `Display` print `***`; the value is reachable only through
 /// [`Secret::expose`], which makes every use greppable.
@@ -29,17 +39,15 @@ impl Secret {
         self.0.is_empty()
     }
 
-    /// Constant-time comparison with client-supplied bytes. Only the length can leak, which is
-    /// fine for random secrets of a fixed, documented minimum length.
+    /// Constant-time comparison with client-supplied bytes: both sides are MACed under a random
+    /// per-process key and ring's constant-time tag verification compares them, so neither the
+    /// content nor the length of the secret leaks through timing.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        let ours = self.0.as_bytes();
-        if ours.len() != candidate.len() {
+        let Some(key) = comparison_key() else {
             return false;
-        }
-        ours.iter()
-            .zip(candidate)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        };
+        let ours = ring::hmac::sign(key, self.0.as_bytes());
+        ring::hmac::verify(key, candidate, ours.as_ref()).is_ok()
     }
 }
 

@@ -143,6 +143,10 @@ fn sandbox_needs_nothing() {
         .chars()
         .all(|ch| ch.is_ascii_hexdigit()));
     assert_eq!(c.bind_address, "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert!(
+        c.webhooks.allow_private,
+        "sandbox lets webhooks reach localhost"
+    );
     assert_eq!(c.database_path, PathBuf::from("./otp-sandbox.db"));
     assert_eq!(c.sip.caller_id, SANDBOX_CALLER_ID);
     assert_eq!(c.sms.caller_id, SANDBOX_CALLER_ID);

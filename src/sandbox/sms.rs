@@ -103,6 +103,9 @@ pub struct SandboxSmsOptions {
     pub callback_delay: Duration,
     /// Behaviour for destinations without their own (see [`SandboxSms::set_behaviour`]).
     pub default_behaviour: SmsBehaviour,
+    /// How many received requests and callbacks are kept for inspection (oldest dropped first);
+    /// tests keep [`MAX_RECORDS`], a long-running `--sandbox` gateway keeps a few.
+    pub max_records: usize,
 }
 
 impl Default for SandboxSmsOptions {
@@ -114,6 +117,7 @@ impl Default for SandboxSmsOptions {
             callback_url: String::new(),
             callback_delay: Duration::from_millis(20),
             default_behaviour: SmsBehaviour::Delivered,
+            max_records: MAX_RECORDS,
         }
     }
 }
@@ -183,13 +187,15 @@ impl SentCallback {
 /// A bounded, append-only log with a running total that waiters can watch.
 struct RecordLog<T> {
     items: Mutex<VecDeque<T>>,
+    capacity: usize,
     total: watch::Sender<usize>,
 }
 
 impl<T: Clone> RecordLog<T> {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         Self {
             items: Mutex::new(VecDeque::new()),
+            capacity,
             total: watch::Sender::new(0),
         }
     }
@@ -197,10 +203,14 @@ impl<T: Clone> RecordLog<T> {
     fn push(&self, item: T) {
         {
             let mut items = lock(&self.items);
-            if items.len() >= MAX_RECORDS {
-                items.pop_front();
+            if self.capacity == 0 {
+                // Recording off: only the running total is kept.
+            } else {
+                if items.len() >= self.capacity {
+                    items.pop_front();
+                }
+                items.push_back(item);
             }
-            items.push_back(item);
         }
         self.total.send_modify(|n| *n += 1);
     }
@@ -282,8 +292,8 @@ impl SandboxSms {
             callback_delay: opts.callback_delay,
             default_behaviour: Mutex::new(opts.default_behaviour),
             behaviours: Mutex::new(HashMap::new()),
-            received: RecordLog::new(),
-            callbacks: RecordLog::new(),
+            received: RecordLog::new(opts.max_records),
+            callbacks: RecordLog::new(opts.max_records),
             handle: Mutex::new(None),
         });
         let (server, addr) = server::start(opts.bind, Arc::clone(&inner))?;

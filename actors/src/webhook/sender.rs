@@ -81,6 +81,10 @@ pub struct WebhookSender {
     queues: HashMap<RequestId, BTreeMap<i64, OutboxItem>>,
     busy: HashSet<RequestId>,
     flushes: Vec<oneshot::Sender<()>>,
+    /// Highest outbox id loaded at start. The writer commits rows in id order, so every row up to it
+    /// was in the loaded snapshot; an [`Enqueue`] for such a row is a duplicate (it may even have
+    /// been delivered already) and is ignored.
+    loaded_up_to: i64,
 }
 
 impl WebhookSender {
@@ -98,6 +102,7 @@ impl WebhookSender {
             queues: HashMap::new(),
             busy: HashSet::new(),
             flushes: Vec::new(),
+            loaded_up_to: 0,
         }
     }
 
@@ -308,6 +313,7 @@ impl Actor for WebhookSender {
                             tracing::info!(count = items.len(), "resuming webhook deliveries");
                         }
                         for item in items {
+                            act.loaded_up_to = act.loaded_up_to.max(item.id);
                             act.add(item, ctx);
                         }
                     }
@@ -320,6 +326,9 @@ impl Actor for WebhookSender {
 impl Handler<Enqueue> for WebhookSender {
     type Result = ();
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        if msg.0.id <= self.loaded_up_to {
+            return;
+        }
         self.add(msg.0, ctx);
     }
 }
