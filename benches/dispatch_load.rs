@@ -2,9 +2,11 @@
 //!
 //! Starts the real gateway in sandbox mode (SQLite file database, the simulated DIDWW SMS API on
 //! loopback posting its callbacks back) and drives `/dispatch` over HTTP from this process:
-//!   1. open loop at fixed offered rates (latency measured from each request's *scheduled* send time,
-//!      so a stall is charged to every request it delays: no coordinated omission);
-//!   2. closed loop at saturation (N connections back to back).
+//!
+//! 1. open loop at fixed offered rates (latency measured from each request's *scheduled* send time,
+//!    so a stall is charged to every request it delays: no coordinated omission);
+//! 2. closed loop at saturation (N connections back to back).
+//!
 //! Every request carries a new phone number so nothing is rate-limited. Reports throughput, p50 /
 //! p99 / max latency, the share of requests whose SMS reached `delivered`, and memory.
 //!

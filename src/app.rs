@@ -82,9 +82,10 @@ impl Gateway {
 /// Starts everything; must be called inside a running actix system.
 pub async fn start(config: Config) -> anyhow::Result<Gateway> {
     let config = Arc::new(config);
+    // The database first: its checks name DATABASE_PATH when the folder is missing or read-only.
+    let (writer, pool) = db::open(&config.database_path)?;
     let key = crate::keys::load_or_create(&config.database_path)?;
     let vault = Arc::new(CodeVault::new(&key)?);
-    let (writer, pool) = db::open(&config.database_path)?;
     let store = DbStore::new(writer, pool).context("starting the database writer")?;
     let shared_store: Arc<dyn Store> = Arc::new(store.clone());
 
