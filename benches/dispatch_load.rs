@@ -175,6 +175,30 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// utime + stime, in seconds, from a `/proc/.../stat` file.
+fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ
+}
+
+/// CPU seconds used by the whole process (live and exited threads).
+fn process_cpu() -> f64 {
+    cpu_seconds("/proc/self/stat")
+}
+
+/// CPU seconds used by the calling thread.
+fn own_cpu() -> f64 {
+    cpu_seconds("/proc/thread-self/stat")
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -214,7 +238,8 @@ fn main() {
             dir.path().display()
         );
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
+        let cpu_before = process_cpu();
+        std::thread::Builder::new().name("load-gen".into()).spawn(move || {
             let counter = Arc::new(AtomicU64::new(0));
             actix_rt::System::new().block_on(async move {
                 let _ = open_loop(&url, 500, 2, &counter).await;
@@ -224,27 +249,44 @@ fn main() {
                 }
                 let stats = closed_loop(&url, connections, secs, &counter).await;
                 report(&format!("saturation ({connections} conns)"), stats);
-                let _ = done_tx.send(counter.load(Ordering::Relaxed));
+                let _ = done_tx.send((counter.load(Ordering::Relaxed), own_cpu()));
             });
-        });
-        let sent = done_rx.await.unwrap_or(0);
-        let delivered = gateway
-            .store
-            .read(|conn| {
+        }).expect("load generator thread");
+        let (sent, generator) = done_rx.await.unwrap_or((0, 0.0));
+        let count_delivered = || {
+            gateway.store.read(|conn| {
                 use diesel::prelude::*;
                 use otp_gateway::db::schema::otp_requests::dsl::*;
-                otp_requests
-                    .filter(status.eq("delivered"))
-                    .count()
-                    .get_result::<i64>(conn)
+                otp_requests.filter(status.eq("delivered")).count().get_result::<i64>(conn)
             })
-            .await
-            .unwrap_or(0);
-        println!("requests sent {sent}, delivered when the load stopped {delivered}");
+        };
+        let at_stop = count_delivered().await.unwrap_or(0);
+        let cpu_after = process_cpu();
+        let all = cpu_after - cpu_before;
         println!(
-            "memory: VmRSS {} MiB, VmHWM (peak) {} MiB",
+            "CPU: {:.1} s in all, {:.1} s in the load generator; gateway + simulated carrier {:.0} µs per accepted request",
+            all,
+            generator,
+            (all - generator) * 1e6 / sent.max(1) as f64
+        );
+        println!(
+            "load stopped: {sent} requests accepted, {at_stop} delivered so far; memory VmRSS {} MiB, peak {} MiB",
             rss_kib("VmRSS:") / 1024,
             rss_kib("VmHWM:") / 1024
+        );
+        // Drain: wait until every accepted request is delivered (the pipeline behind /dispatch
+        // caught up) or 120 s pass, then report how long that took and the live actors left.
+        let drain_start = Instant::now();
+        let mut delivered = at_stop;
+        while delivered < i64::try_from(sent).unwrap_or(i64::MAX) && drain_start.elapsed() < Duration::from_secs(120) {
+            actix_rt::time::sleep(Duration::from_millis(250)).await;
+            delivered = count_delivered().await.unwrap_or(delivered);
+        }
+        let live = gateway.dispatcher.send(actors::dispatcher::CountLive).await.unwrap_or(0);
+        println!(
+            "drained in {:.1} s: {delivered}/{sent} delivered, {live} request actors still live; memory VmRSS {} MiB",
+            drain_start.elapsed().as_secs_f64(),
+            rss_kib("VmRSS:") / 1024
         );
         gateway.shutdown().await;
     });
