@@ -86,7 +86,8 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
     let (writer, pool) = db::open(&config.database_path)?;
     let key = crate::keys::load_or_create(&config.database_path)?;
     let vault = Arc::new(CodeVault::new(&key)?);
-    let store = DbStore::new(writer, pool).context("starting the database writer")?;
+    let store = DbStore::new(writer, pool, &config.database_path)
+        .context("starting the database writer")?;
     let shared_store: Arc<dyn Store> = Arc::new(store.clone());
 
     let listener =

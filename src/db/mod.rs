@@ -5,6 +5,7 @@
 //! SIGKILL of the process (an OS crash or power loss may lose the last few commits); `/dispatch`
 //! answers only after its row is committed.
 
+mod checkpoint;
 pub mod models;
 pub mod queries;
 pub mod schema;
@@ -93,6 +94,10 @@ pub fn open(path: &Path) -> Result<(SqliteConnection, ReadPool), DbOpenError> {
         .map_err(|e| unwritable(e.to_string()))?;
     writer
         .batch_execute("BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS gateway_write_probe (x INTEGER); DROP TABLE gateway_write_probe; COMMIT;")
+        .map_err(|e| unwritable(e.to_string()))?;
+    // Checkpoints run on their own thread (see `checkpoint`), never inside a commit of the writer.
+    writer
+        .batch_execute("PRAGMA wal_autocheckpoint = 0;")
         .map_err(|e| unwritable(e.to_string()))?;
     writer
         .run_pending_migrations(MIGRATIONS)

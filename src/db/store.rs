@@ -26,6 +26,7 @@ use super::ReadPool;
 pub struct DbStore {
     writer: Writer,
     pool: ReadPool,
+    _checkpoints: Arc<super::checkpoint::CheckpointGuard>,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> StoreError {
@@ -33,11 +34,17 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
 }
 
 impl DbStore {
-    /// Wraps an opened database (see [`super::open`]) and starts the writer thread.
-    pub fn new(writer_conn: SqliteConnection, pool: ReadPool) -> std::io::Result<Self> {
+    /// Wraps an opened database (see [`super::open`]).
+    /// Starts the writer and checkpoint threads for the database at `path`.
+    pub fn new(
+        writer_conn: SqliteConnection,
+        pool: ReadPool,
+        path: &std::path::Path,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             writer: Writer::start(writer_conn)?,
             pool,
+            _checkpoints: Arc::new(super::checkpoint::start(path)?),
         })
     }
 
