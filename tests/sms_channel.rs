@@ -12,7 +12,7 @@ use actors::dispatcher::CountLive;
 use actors::{EventType, RequestId, Status};
 use base64::Engine as _;
 use common::hooks::HookReceiver;
-use common::{read_json, TestGateway, PATIENCE, PHONE};
+use common::{event_types, read_json, TestGateway, PATIENCE, PHONE};
 use otp_gateway::config::{Config, Secret};
 use otp_gateway::db::models::{event, request};
 use otp_gateway::sandbox::sms::{CallbackKind, SmsBehaviour};
@@ -85,23 +85,6 @@ async fn post_dlr_raw(
 /// POSTs a callback as DIDWW does (JSON:API, no token).
 async fn post_dlr(gw: &TestGateway, body: &str) -> (u16, Value) {
     post_dlr_raw(gw, "", Some(JSON_API), &[], body).await
-}
-
-/// `GET /requests/{id}`, asserting 200.
-async fn view(gw: &TestGateway, id: RequestId) -> Value {
-    let (status, view) = gw.request_view(id).await;
-    assert_eq!(status, 200, "{view}");
-    view
-}
-
-/// Event types listed by `GET /requests/{id}`.
-fn event_types(view: &Value) -> Vec<String> {
-    view["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn count(view: &Value, event_type: &str) -> usize {
@@ -283,7 +266,7 @@ async fn processing_success_means_sent_not_delivered_and_stores_cost() {
     let callbacks = gw.sms().wait_for_callbacks(1, PATIENCE).await;
     assert!(callbacks[0].accepted(), "{:?}", callbacks[0]);
 
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "sent", "{view}");
     assert_eq!(view["channel_status"], "sent");
     assert_eq!(count(&view, "sent"), 1, "{view}");
@@ -308,7 +291,7 @@ async fn dlr_delivered_moves_to_delivered() {
     assert_eq!(answer["message_id"], msg.as_str());
     let delivered = gw.events.wait_for(id, EventType::Delivered).await;
     assert_eq!(delivered.status, Status::Delivered);
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "delivered");
     assert_eq!(view["channel_status"], "delivered");
     assert_eq!(event_types(&view), ["sending", "sent", "delivered"]);
@@ -343,7 +326,7 @@ async fn processing_failure(fixture: &str, code_id: i64, meaning: &str) {
         Some(&msg),
     );
 
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "failed", "{view}");
     assert_eq!(view["channel_status"], "failed");
     assert_no_internals(&view.to_string(), Some(&msg));
@@ -392,7 +375,7 @@ async fn dlr_expired_is_undelivered_and_fails_the_request() {
         Value::Object(undelivered.metadata.clone()),
         json!({"error": "not_delivered"})
     );
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "failed");
     assert_eq!(view["channel_status"], "undelivered");
     assert_eq!(event_types(&view), ["sending", "sent", "undelivered"]);
@@ -440,7 +423,7 @@ async fn sandbox_failed_code_1_fails_the_request() {
             (EventType::Failed, Status::Failed),
         ]
     );
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "failed");
     assert_no_internals(&view.to_string(), None);
     wait_idle(&gw).await;
@@ -456,7 +439,7 @@ async fn sandbox_no_dlr_stays_sent() {
     assert_eq!(callbacks.len(), 1);
     assert_eq!(callbacks[0].kind, CallbackKind::Processing);
     assert!(callbacks[0].accepted());
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "sent");
     assert_eq!(event_types(&view), ["sending", "sent"]);
 }
@@ -480,7 +463,7 @@ async fn sandbox_undelivered_expired_fails_the_request() {
             (EventType::Undelivered, Status::Failed),
         ]
     );
-    assert_eq!(view(&gw, id).await["status"], "failed");
+    assert_eq!(gw.view_ok(id).await["status"], "failed");
 }
 
 #[actix_web::test]
@@ -507,7 +490,7 @@ async fn sandbox_api_errors_fail_with_carrier_rejected() {
                 (EventType::Failed, Status::Failed),
             ]
         );
-        let view = view(&gw, id).await;
+        let view = gw.view_ok(id).await;
         assert_eq!(view["status"], "failed");
         assert_no_internals(&view.to_string(), None);
         // Operators see what DIDWW answered.
@@ -541,7 +524,7 @@ async fn sandbox_slower_than_api_timeout_fails_with_carrier_unreachable() {
         Value::Object(failed.metadata.clone()),
         json!({"error": "carrier_unreachable"})
     );
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "failed");
     assert_no_internals(&view.to_string(), None);
     wait_idle(&gw).await;
@@ -566,7 +549,7 @@ async fn request_at_sent(tweak: impl FnOnce(&mut Config)) -> (TestGateway, Reque
 #[actix_web::test]
 async fn callback_for_unknown_message_is_acknowledged_and_changes_nothing() {
     let (gw, id, _msg) = request_at_sent(|_| {}).await;
-    let before = view(&gw, id).await;
+    let before = gw.view_ok(id).await;
     let unknown = uuid::Uuid::new_v4().to_string();
     for body in [
         with_id(DELIVERED, &unknown),
@@ -576,7 +559,7 @@ async fn callback_for_unknown_message_is_acknowledged_and_changes_nothing() {
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["status"], "acknowledged", "{answer}");
     }
-    let after = view(&gw, id).await;
+    let after = gw.view_ok(id).await;
     assert_eq!(after["status"], "sent");
     assert_eq!(after["events"], before["events"]);
     assert_eq!(after["updated_at"], before["updated_at"]);
@@ -585,7 +568,7 @@ async fn callback_for_unknown_message_is_acknowledged_and_changes_nothing() {
 #[actix_web::test]
 async fn malformed_callbacks_are_refused_and_change_nothing() {
     let (mut gw, id, msg) = request_at_sent(|_| {}).await;
-    let before = view(&gw, id).await;
+    let before = gw.view_ok(id).await;
     let bodies = [
         "not json".to_owned(),
         String::new(),
@@ -607,7 +590,7 @@ async fn malformed_callbacks_are_refused_and_change_nothing() {
         assert_eq!(answer["error"], "invalid_callback", "{body:?} → {answer}");
         assert!(answer["message"].is_string(), "{answer}");
     }
-    let after = view(&gw, id).await;
+    let after = gw.view_ok(id).await;
     assert_eq!(after["status"], "sent");
     assert_eq!(after["events"], before["events"]);
     // Nothing was consumed: the real DLR still counts.
@@ -635,7 +618,7 @@ async fn replayed_callback_is_a_duplicate_and_recorded_once() {
     let (status, third) = post_dlr(&gw, &shouted).await;
     assert_eq!((status, third["status"].clone()), (200, json!("duplicate")));
 
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(event_types(&view), ["sending", "sent", "delivered"]);
     assert_eq!(view["status"], "delivered");
     assert_eq!(db_events(&gw, id).await.len(), 3);
@@ -715,7 +698,7 @@ async fn any_case_string_code_ids_unknown_fields_and_plain_json_are_accepted() {
         let recorded = gw.events.wait_for(id, case.event).await;
         assert_eq!(recorded.status, case.status, "case {n}");
         assert_eq!(
-            view(&gw, id).await["status"],
+            gw.view_ok(id).await["status"],
             case.status.as_str(),
             "case {n}"
         );
@@ -772,7 +755,7 @@ async fn inbound_token_is_required_when_configured() {
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "acknowledged");
-    assert_eq!(view(&gw, id).await["status"], "delivered");
+    assert_eq!(gw.view_ok(id).await["status"], "delivered");
 }
 
 #[actix_web::test]
@@ -803,7 +786,7 @@ async fn callbacks_racing_the_end_of_a_request_are_never_refused() {
         for (status, answer) in [a, b, c, d] {
             assert_eq!(status, 200, "request {n}: {answer}");
         }
-        let view = view(&gw, id).await;
+        let view = gw.view_ok(id).await;
         assert_eq!(view["status"], "verified", "{view}");
         let types = event_types(&view);
         for expected in ["delivered", "undelivered", "verified"] {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use actors::dispatcher::CountLive;
 use actors::{EventType, RequestId, Status};
-use common::{read_json, TestGateway, PATIENCE, PHONE};
+use common::{event_types, read_json, TestGateway, PATIENCE, PHONE};
 use otp_gateway::config::Config;
 use otp_gateway::sandbox::sms::SmsBehaviour;
 use serde_json::{json, Value};
@@ -56,21 +56,6 @@ async fn callback(gw: &TestGateway, body: &str) -> String {
     let (status, answer) = gw.post_callback(body, None).await;
     assert_eq!(status, 200, "{answer}");
     answer["status"].as_str().unwrap().to_owned()
-}
-
-async fn view(gw: &TestGateway, id: RequestId) -> Value {
-    let (status, view) = gw.request_view(id).await;
-    assert_eq!(status, 200, "{view}");
-    view
-}
-
-fn event_types(view: &Value) -> Vec<String> {
-    view["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// `POST /webhooks/auth`; returns HTTP status and body.
@@ -142,7 +127,7 @@ async fn late_callbacks_after_delivered_are_recorded_but_never_move_status_back(
     // A replayed processing Success is a duplicate.
     assert_eq!(callback(&gw, &with_id(SUCCESS, &msg)).await, "duplicate");
 
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "delivered", "{view}");
     assert_eq!(
         event_types(&view),
@@ -169,7 +154,7 @@ async fn late_callbacks_do_not_move_channel_status_back() {
     assert_eq!(callback(&gw, &with_id(EXPIRED, &msg)).await, "received");
     let late = gw.events.wait_for(id, EventType::Undelivered).await;
     assert_eq!(late.status, Status::Delivered);
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "delivered", "{view}");
     assert_eq!(view["channel_status"], "delivered", "{view}");
     assert_eq!(late.channel_status, Some(EventType::Delivered));
@@ -196,7 +181,7 @@ async fn out_of_order_success_after_delivered_keeps_delivered() {
     }
     let callbacks = gw.sms().wait_for_callbacks(1, PATIENCE).await;
     assert!(callbacks[0].accepted(), "{callbacks:?}");
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "delivered", "{view}");
     let types = event_types(&view);
     assert_eq!(types.iter().filter(|t| *t == "sent").count(), 1, "{view}");
@@ -229,7 +214,7 @@ async fn late_delivery_after_failure_wins_and_later_callbacks_do_not_undo_it() {
     assert_eq!(callback(&gw, &dlr(&msg, "EXPIRED")).await, "received");
     gw.events.wait_for(id, EventType::Undelivered).await;
 
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "delivered", "{view}");
     assert_eq!(
         event_types(&view),
@@ -255,7 +240,7 @@ async fn delivery_timeout_with_a_single_channel_keeps_sent() {
     assert_eq!(live(&gw).await, 1, "the actor waits for the DLR");
     // The timer fires; with nothing to fail over to the actor just finishes.
     wait_idle(&gw).await;
-    let view_after = view(&gw, id).await;
+    let view_after = gw.view_ok(id).await;
     assert_eq!(view_after["status"], "sent", "no failure is invented");
     assert_eq!(view_after["channel_status"], "sent");
     assert_eq!(event_types(&view_after), ["sending", "sent"]);
@@ -264,7 +249,7 @@ async fn delivery_timeout_with_a_single_channel_keeps_sent() {
     assert_eq!(callback(&gw, &with_id(DELIVERED, &msg)).await, "received");
     let delivered = gw.events.wait_for(id, EventType::Delivered).await;
     assert_eq!(delivered.status, Status::Delivered);
-    assert_eq!(view(&gw, id).await["status"], "delivered");
+    assert_eq!(gw.view_ok(id).await["status"], "delivered");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,7 +264,7 @@ async fn undelivered_request_expires() {
     assert_eq!(expired.status, Status::Expired);
     assert!(expired.metadata.is_empty(), "{:?}", expired.metadata);
     wait_idle(&gw).await;
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "expired");
     assert_eq!(event_types(&view), ["sending", "sent", "expired"]);
 }
@@ -294,7 +279,7 @@ async fn delivered_request_expires_once() {
     // A second request expiring later proves the sweep ran past the first one again.
     let later = gw.dispatch_sms(PHONE, json!({})).await;
     gw.events.wait_for(later, EventType::Expired).await;
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "expired");
     assert_eq!(
         event_types(&view),
@@ -313,7 +298,7 @@ async fn verified_request_never_expires() {
     let witness = gw.dispatch_sms("+14155552672", json!({})).await;
     gw.events.wait_for(witness, EventType::Expired).await;
 
-    let view = view(&gw, verified).await;
+    let view = gw.view_ok(verified).await;
     assert_eq!(view["status"], "verified", "{view}");
     assert_eq!(
         event_types(&view),
@@ -347,7 +332,7 @@ async fn verified_after_delivered() {
     assert_eq!(feedback_ok(&gw, id, true).await, "verified");
     let event = gw.events.wait_for(id, EventType::Verified).await;
     assert_eq!(event.status, Status::Verified);
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "verified");
     assert_eq!(
         event_types(&view),
@@ -361,9 +346,9 @@ async fn rejected_then_verified() {
     let id = gw.dispatch_sms(PHONE, json!({})).await;
     gw.events.wait_for_status(id, Status::Delivered).await;
     assert_eq!(feedback_ok(&gw, id, false).await, "rejected");
-    assert_eq!(view(&gw, id).await["status"], "rejected");
+    assert_eq!(gw.view_ok(id).await["status"], "rejected");
     assert_eq!(feedback_ok(&gw, id, true).await, "verified");
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "verified");
     assert_eq!(
         event_types(&view),
@@ -380,7 +365,7 @@ async fn verified_then_rejected_stays_verified() {
     assert_eq!(feedback_ok(&gw, id, false).await, "verified");
     let rejected = gw.events.wait_for(id, EventType::Rejected).await;
     assert_eq!(rejected.status, Status::Verified);
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "verified");
     assert_eq!(
         event_types(&view),
@@ -398,7 +383,7 @@ async fn feedback_on_a_failed_request() {
     wait_idle(&gw).await;
     assert_eq!(feedback_ok(&gw, id, false).await, "rejected");
     assert_eq!(feedback_ok(&gw, id, true).await, "verified");
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "verified");
     assert_eq!(
         event_types(&view),
@@ -426,7 +411,7 @@ async fn verified_feedback_cancels_the_pending_delivery_timer() {
     assert_eq!(callback(&gw, &with_id(DELIVERED, &msg)).await, "received");
     let delivered = gw.events.wait_for(id, EventType::Delivered).await;
     assert_eq!(delivered.status, Status::Verified);
-    let view = view(&gw, id).await;
+    let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "verified");
     assert_eq!(
         event_types(&view),
@@ -474,5 +459,5 @@ async fn feedback_is_validated() {
         .unwrap();
     let (status, answer) = read_json(response).await;
     assert_eq!(status, 403, "{answer}");
-    assert_eq!(view(&gw, id).await["status"], "delivered");
+    assert_eq!(gw.view_ok(id).await["status"], "delivered");
 }

@@ -102,6 +102,13 @@ impl TestGateway {
         read_json(response).await
     }
 
+    /// `GET /requests/{id}`, asserting 200.
+    pub async fn view_ok(&self, id: RequestId) -> Value {
+        let (status, view) = self.request_view(id).await;
+        assert_eq!(status, 200, "{view}");
+        view
+    }
+
     /// Posts a DIDWW callback body to `/webhooks/dlr` (optionally with `?token=`).
     pub async fn post_callback(&self, body: &str, token: Option<&str>) -> (u16, Value) {
         let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
@@ -114,6 +121,16 @@ impl TestGateway {
             .unwrap();
         read_json(response).await
     }
+}
+
+/// Event types listed by a `GET /requests/{id}` view, in order.
+pub fn event_types(view: &Value) -> Vec<String> {
+    view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Reads a JSON response (any status).
@@ -172,27 +189,10 @@ impl EventProbe {
 
     /// Waits for `event` of `request`; returns it. Panics after [`PATIENCE`].
     pub async fn wait_for(&mut self, request: RequestId, event: EventType) -> Arc<RecordedEvent> {
-        if let Some(found) = self
-            .seen
-            .iter()
-            .find(|e| e.request_id == request && e.event_type == event)
-        {
-            return Arc::clone(found);
-        }
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let next = tokio::time::timeout_at(deadline, self.rx.recv()).await;
-            let Ok(Some(ev)) = next else {
-                panic!(
-                    "no {event} event for {request} within {PATIENCE:?}; saw {:?}",
-                    self.history(request)
-                );
-            };
-            self.seen.push(Arc::clone(&ev));
-            if ev.request_id == request && ev.event_type == event {
-                return ev;
-            }
-        }
+        self.wait_until(request, &format!("a {event} event"), |e| {
+            e.event_type == event
+        })
+        .await
     }
 
     /// Waits until `request` reaches `status`.
@@ -201,24 +201,31 @@ impl EventProbe {
         request: RequestId,
         status: Status,
     ) -> Arc<RecordedEvent> {
-        if let Some(found) = self
-            .seen
-            .iter()
-            .find(|e| e.request_id == request && e.status == status)
-        {
+        self.wait_until(request, &format!("status {status}"), |e| e.status == status)
+            .await
+    }
+
+    /// Waits for the first event of `request` matching `pred` (already seen or still to come).
+    async fn wait_until(
+        &mut self,
+        request: RequestId,
+        what: &str,
+        pred: impl Fn(&RecordedEvent) -> bool,
+    ) -> Arc<RecordedEvent> {
+        let matches = |e: &Arc<RecordedEvent>| e.request_id == request && pred(e);
+        if let Some(found) = self.seen.iter().find(|e| matches(e)) {
             return Arc::clone(found);
         }
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.rx.recv()).await;
-            let Ok(Some(ev)) = next else {
+            let Ok(Some(ev)) = tokio::time::timeout_at(deadline, self.rx.recv()).await else {
                 panic!(
-                    "{request} never reached {status}; saw {:?}",
+                    "{request}: no {what} within {PATIENCE:?}; saw {:?}",
                     self.history(request)
                 );
             };
             self.seen.push(Arc::clone(&ev));
-            if ev.request_id == request && ev.status == status {
+            if matches(&ev) {
                 return ev;
             }
         }
