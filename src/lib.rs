@@ -10,3 +10,4 @@ pub mod http;
 pub mod keys;
 pub mod logging;
 pub mod sandbox;
+pub mod voice;
