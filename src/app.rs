@@ -27,8 +27,6 @@ use crate::sandbox::sms::{SandboxSms, SandboxSmsOptions, SmsBehaviour};
 
 /// Longest a graceful shutdown waits for due webhooks.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
-/// Longest a callback for an unknown message id waits for in-flight SMS submissions.
-const CALLBACK_PATIENCE: Duration = Duration::from_secs(5);
 /// Delay between the simulated carrier's 201 and each callback.
 const SANDBOX_CALLBACK_DELAY: Duration = Duration::from_millis(20);
 
@@ -48,6 +46,8 @@ pub struct Gateway {
     pub store: DbStore,
     /// The simulated DIDWW SMS API, in sandbox mode.
     pub sandbox_sms: Option<SandboxSms>,
+    /// Live SMS message ids (exposed so tests can check it does not grow).
+    pub provider_index: Arc<ProviderIndex>,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -72,6 +72,10 @@ impl Gateway {
         self.webhooks.do_send(Flush(done));
         if tokio::time::timeout(SHUTDOWN_FLUSH, flushed).await.is_err() {
             tracing::warn!("webhooks still due at shutdown; they resume on next start");
+        }
+        // Everything queued for the database before this point is committed before we return.
+        if let Err(err) = self.store.writer_barrier().await {
+            tracing::error!(error = %err, "database writer could not be drained");
         }
         if let Some(sandbox) = &self.sandbox_sms {
             sandbox.stop().await;
@@ -122,6 +126,7 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
     };
 
     let index = Arc::new(ProviderIndex::default());
+    let provider_index = Arc::clone(&index);
     let sms = sms_settings(&config, sandbox_sms.as_ref()).map(|settings| {
         let index = Arc::clone(&index);
         SmsActor::new(settings, index).start()
@@ -154,10 +159,14 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
             sms_delivery_timeout: config.sms.delivery_timeout,
             otp_ttl: config.otp_ttl,
             expiry_sweep_interval: config.expiry_sweep_interval,
-            callback_patience: CALLBACK_PATIENCE,
+            // A callback for an unknown id waits for the SMS submissions already under way when it
+            // arrived: at most as long as one submission may take.
+            callback_patience: config.sms.api_timeout,
         },
     });
     let dispatcher = Dispatcher::new(services).start();
+
+    schedule_retention(store.clone(), config.data_retention_days);
 
     let state = web::Data::new(ApiState {
         config: Arc::clone(&config),
@@ -187,8 +196,33 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         broadcaster,
         store,
         sandbox_sms,
+        provider_index,
         server: handle,
     })
+}
+
+/// Deletes data older than `DATA_RETENTION_DAYS`, a minute after start and then every hour.
+fn schedule_retention(store: DbStore, days: u32) {
+    const FIRST_RUN: Duration = Duration::from_secs(60);
+    const EVERY: Duration = Duration::from_secs(3600);
+    let keep_ms = i64::from(days).saturating_mul(86_400_000);
+    actix_rt::spawn(async move {
+        actix_rt::time::sleep(FIRST_RUN).await;
+        let mut ticks = actix_rt::time::interval(EVERY);
+        loop {
+            ticks.tick().await;
+            match store
+                .purge_before(actors::clock::now_ms().saturating_sub(keep_ms))
+                .await
+            {
+                Ok((0, 0)) => {}
+                Ok((requests, callbacks)) => {
+                    tracing::info!(requests, callbacks, days, "retention: old data deleted")
+                }
+                Err(err) => tracing::error!(error = %err, "retention run failed"),
+            }
+        }
+    });
 }
 
 /// The SMS client settings, or `None` when SMS is off.

@@ -362,14 +362,33 @@ async fn verified_then_rejected_stays_verified() {
     let id = gw.dispatch_sms(PHONE, json!({})).await;
     gw.events.wait_for_status(id, Status::Delivered).await;
     assert_eq!(feedback_ok(&gw, id, true).await, "verified");
+    // A failed check after verification changes nothing: no event, no `otp.rejected` webhook
+    // carrying status `verified`.
     assert_eq!(feedback_ok(&gw, id, false).await, "verified");
-    let rejected = gw.events.wait_for(id, EventType::Rejected).await;
-    assert_eq!(rejected.status, Status::Verified);
     let view = gw.view_ok(id).await;
     assert_eq!(view["status"], "verified");
     assert_eq!(
         event_types(&view),
-        ["sending", "sent", "delivered", "verified", "rejected"]
+        ["sending", "sent", "delivered", "verified"]
+    );
+}
+
+#[actix_web::test]
+async fn finished_requests_leave_nothing_in_the_provider_index() {
+    let mut gw = start(|_| {}).await;
+    let delivered = gw.dispatch_sms(PHONE, json!({})).await;
+    gw.events
+        .wait_for_status(delivered, Status::Delivered)
+        .await;
+    gw.sms()
+        .set_default_behaviour(SmsBehaviour::Failed { code_id: 1 });
+    let failed = gw.dispatch_sms(PHONE, json!({})).await;
+    gw.events.wait_for_status(failed, Status::Failed).await;
+    wait_idle(&gw).await;
+    assert!(
+        gw.gateway.provider_index.is_empty(),
+        "{} provider ids left behind by finished requests",
+        gw.gateway.provider_index.len()
     );
 }
 

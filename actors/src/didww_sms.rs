@@ -249,13 +249,19 @@ impl SmsCallback {
     /// Price of the message in micro-dollars (price × parts; DIDWW's per-part semantics are
     /// unconfirmed, see the wire-format note §2.3).
     pub fn cost_micros(&self) -> Option<(i64, i32)> {
-        let price = self.price?;
-        if !price.is_finite() || price < 0.0 {
+        // Anything above $1,000 per part is not a real SMS price: refuse it rather than store
+        // garbage (and never overflow on hostile input).
+        const MAX_PRICE_MICROS: f64 = 1e9;
+        let price_micros = (self.price? * 1_000_000.0).round();
+        if !(0.0..=MAX_PRICE_MICROS).contains(&price_micros) {
             return None;
         }
-        let parts = self.fragments_sent.unwrap_or(1).max(0);
-        let micros = (price * 1_000_000.0).round() as i64 * parts.max(1);
-        Some((micros, i32::try_from(parts).unwrap_or(i32::MAX)))
+        let parts = self
+            .fragments_sent
+            .unwrap_or(1)
+            .clamp(0, i64::from(i32::MAX));
+        let total = (price_micros as i64).checked_mul(parts.max(1))?;
+        Some((total, i32::try_from(parts).unwrap_or(i32::MAX)))
     }
 }
 
@@ -321,6 +327,27 @@ mod tests {
         let intermediate =
             br#"{"data":{"id":"x","type":"dlr_event","attributes":{"status":"ENROUTE"}}}"#;
         assert_eq!(parse_callback(intermediate).unwrap().event_type(), None);
+    }
+
+    #[test]
+    fn hostile_prices_never_overflow() {
+        let cb = |price: f64, parts: i64| SmsCallback {
+            provider_id: ProviderMessageId::new("x"),
+            kind: CallbackKind::Processing,
+            status: "Success".into(),
+            code_id: None,
+            fragments_sent: Some(parts),
+            price: Some(price),
+        };
+        assert_eq!(cb(0.0079, 2).cost_micros(), Some((15_800, 2)));
+        assert_eq!(cb(1e13, 2).cost_micros(), None);
+        assert_eq!(cb(-1.0, 1).cost_micros(), None);
+        assert_eq!(cb(f64::NAN, 1).cost_micros(), None);
+        // Parts are clamped to i32, price to $1,000: the product always fits in i64.
+        assert_eq!(
+            cb(999.0, i64::MAX).cost_micros(),
+            Some((999_000_000 * i64::from(i32::MAX), i32::MAX))
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::services::RequestServices;
 use crate::status::proposed_status;
 use crate::store::{NewRequest, ProviderMatch, RecordedEvent, StoreError};
 
+/// Delay before retrying a failed start-up load.
+const STARTUP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most expiries handled per sweep.
 const EXPIRY_BATCH: i64 = 1_000;
 
@@ -183,7 +185,11 @@ impl Dispatcher {
                     act.spawn_request(req.id, req.phone, code, req.plan, start, ctx);
                 }
             }
-            Err(err) => tracing::error!(error = %err, "could not list unfinished requests"),
+            Err(err) => {
+                // Unfinished requests must not be abandoned because the database hiccuped once.
+                tracing::error!(error = %err, "could not list unfinished requests; retrying in 1 s");
+                ctx.run_later(STARTUP_RETRY, |act, ctx| act.resume_unfinished(ctx));
+            }
         });
         ctx.wait(fut);
     }
@@ -193,6 +199,14 @@ impl Dispatcher {
             return;
         }
         self.sweeping = true;
+        // Backstop for the provider index: nothing in it can matter after twice the OTP lifetime.
+        let pruned = self
+            .services
+            .index
+            .prune(self.services.settings.otp_ttl.saturating_mul(2));
+        if pruned > 0 {
+            tracing::debug!(pruned, "stale provider ids dropped");
+        }
         let due = self
             .services
             .sink
@@ -249,7 +263,10 @@ fn record_settled_callback(
 ) -> ResponseFuture<Result<CallbackAck, StoreError>> {
     let record = callback_record(&callback, raw_body);
     let Some(event_type) = callback.event_type() else {
-        let stored = services.sink.store.record_unmatched_callback(record);
+        let stored = services
+            .sink
+            .store
+            .record_callback(Some(found.request_id), record);
         return Box::pin(async move {
             stored
                 .await
@@ -342,14 +359,23 @@ impl Handler<SmsCallbackReceived> for Dispatcher {
         let services = Arc::clone(&self.services);
         let provider_id = msg.callback.provider_id.clone();
         let lookup = async move {
-            if let Some(found) = services
-                .index
-                .get_or_wait(&provider_id, services.settings.callback_patience)
-                .await
-            {
+            let index = &services.index;
+            let store = &services.sink.store;
+            if let Some(found) = index.get(&provider_id) {
                 return Ok(Some(found));
             }
-            services.sink.store.find_by_provider_id(provider_id).await
+            if let Some(found) = store.find_by_provider_id(provider_id.clone()).await? {
+                return Ok(Some(found));
+            }
+            // Maybe the 201 naming this id is still being read: wait for the submissions that
+            // were under way when the callback arrived, then look again.
+            index
+                .wait_for_earlier_submissions(services.settings.callback_patience)
+                .await;
+            if let Some(found) = index.get(&provider_id) {
+                return Ok(Some(found));
+            }
+            store.find_by_provider_id(provider_id).await
         };
         Box::pin(lookup.into_actor(self).then(move |found, act, _| {
             let outcome: ResponseFuture<Result<CallbackAck, StoreError>> = match found {
@@ -357,7 +383,7 @@ impl Handler<SmsCallbackReceived> for Dispatcher {
                 Ok(None) => {
                     tracing::warn!(provider_id = %msg.callback.provider_id, "DIDWW callback for an unknown message id");
                     let record = callback_record(&msg.callback, msg.raw_body);
-                    let stored = act.services.sink.store.record_unmatched_callback(record);
+                    let stored = act.services.sink.store.record_callback(None, record);
                     Box::pin(async move { stored.await.map(|()| CallbackAck::UnknownMessage) })
                 }
                 Ok(Some(found)) => match act.live.get(&found.request_id) {

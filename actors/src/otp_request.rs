@@ -93,6 +93,11 @@ pub struct OtpRequest {
     delivery_timer: Option<SpawnHandle>,
     /// Resolves once the previous event of this request has been published (see [`Self::record`]).
     published: Option<oneshot::Receiver<()>>,
+    /// Every provider id this request's SMS attempts got, forgotten from the index on stop.
+    provider_ids: Vec<ProviderMessageId>,
+    /// Set once the actor decided to stop: messages still queued behind that decision must not
+    /// start anything new (no failover after verification or expiry).
+    finished: bool,
 }
 
 impl OtpRequest {
@@ -119,6 +124,8 @@ impl OtpRequest {
             finished_to,
             delivery_timer: None,
             published: None,
+            provider_ids: Vec::new(),
+            finished: false,
         }
     }
 
@@ -163,10 +170,20 @@ impl OtpRequest {
         });
     }
 
+    /// Stops the actor for good: no timer, no further attempt.
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        self.finished = true;
+        self.cancel_timer(ctx);
+        ctx.stop();
+    }
+
     fn start_attempt(&mut self, index: usize, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
         self.current = index;
         let Some(channel) = self.plan.get(index).copied() else {
-            ctx.stop();
+            self.finish(ctx);
             return;
         };
         match (channel, self.services.sms.clone()) {
@@ -231,12 +248,15 @@ impl OtpRequest {
     /// Moves to the next channel, or stops when none is left.
     fn advance(&mut self, ctx: &mut Context<Self>) {
         self.cancel_timer(ctx);
+        if self.finished {
+            return;
+        }
         if self.has_next() {
             let next = self.current + 1;
             tracing::info!(request_id = %self.id, from = %self.plan[self.current], to = %self.plan[next], "failing over");
             self.start_attempt(next, ctx);
         } else {
-            ctx.stop();
+            self.finish(ctx);
         }
     }
 
@@ -258,7 +278,7 @@ impl OtpRequest {
                 act.advance(ctx);
             } else {
                 // Nothing to fail over to: a late DLR is still recorded through the dispatcher.
-                ctx.stop();
+                act.finish(ctx);
             }
         }));
     }
@@ -289,14 +309,14 @@ impl OtpRequest {
         }
         match (self.plan[index], provider_id) {
             (Channel::Sms, Some(provider_id)) => {
-                self.services.index.submission_started();
-                self.services.index.submission_finished(Some((
+                self.services.index.insert(
                     provider_id.clone(),
                     crate::store::ProviderMatch {
                         request_id: self.id,
                         attempt: index,
                     },
-                )));
+                );
+                self.provider_ids.push(provider_id.clone());
                 self.attempts[index] = Attempt::Accepted(provider_id);
                 let waited = crate::clock::now_ms() - accepted_at.unwrap_or(0);
                 let timeout = self.services.settings.sms_delivery_timeout;
@@ -322,10 +342,8 @@ impl Actor for OtpRequest {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        for attempt in &self.attempts {
-            if let Attempt::Accepted(id) = attempt {
-                self.services.index.forget(id);
-            }
+        for id in &self.provider_ids {
+            self.services.index.forget(id);
         }
         self.finished_to.do_send(RequestFinished(self.id));
     }
@@ -341,6 +359,7 @@ impl Handler<SmsSubmitted> for OtpRequest {
         }
         match msg.outcome {
             SubmitOutcome::Accepted(provider_id) => {
+                self.provider_ids.push(provider_id.clone());
                 self.attempts[index] = Attempt::Accepted(provider_id.clone());
                 let store = Arc::clone(&self.services.sink.store);
                 let attach =
@@ -355,7 +374,8 @@ impl Handler<SmsSubmitted> for OtpRequest {
                 self.arm_delivery_timer(index, timeout, ctx);
             }
             SubmitOutcome::Rejected { http_status, error } => {
-                tracing::warn!(request_id = %self.id, http_status, detail = ?error.detail, "DIDWW refused the SMS");
+                // Only the title and code: DIDWW's detail text may quote the destination number.
+                tracing::warn!(request_id = %self.id, http_status, title = ?error.title, code = ?error.code, "DIDWW refused the SMS");
                 let mut internal = Map::new();
                 internal.insert("http_status".into(), json!(http_status));
                 internal.insert("didww_title".into(), json!(error.title));
@@ -381,7 +401,11 @@ impl Handler<SmsReport> for OtpRequest {
         let callback = msg.callback;
         let record = callback_record(&callback, msg.raw_body);
         let Some(event_type) = callback.event_type() else {
-            let stored = self.services.sink.store.record_unmatched_callback(record);
+            let stored = self
+                .services
+                .sink
+                .store
+                .record_callback(Some(self.id), record);
             return Box::pin(async move { stored.await.map(|()| None) });
         };
         let is_current = index == self.current;
@@ -397,8 +421,7 @@ impl Handler<SmsReport> for OtpRequest {
                     *slot = Attempt::Delivered;
                 }
                 after = Some(|act, ctx| {
-                    act.cancel_timer(ctx);
-                    ctx.stop();
+                    act.finish(ctx);
                 });
             }
             EventType::Failed | EventType::Undelivered => {
@@ -476,8 +499,7 @@ impl Handler<ApplyFeedback> for OtpRequest {
         let stored = self.record(event);
         if msg.success {
             // Verified: any pending failover is cancelled.
-            self.cancel_timer(ctx);
-            ctx.stop();
+            self.finish(ctx);
         }
         Box::pin(stored)
     }
@@ -488,8 +510,7 @@ impl Handler<Expire> for OtpRequest {
 
     fn handle(&mut self, _: Expire, ctx: &mut Context<Self>) -> Self::Result {
         let stored = self.record(expiry_event(self.id));
-        self.cancel_timer(ctx);
-        ctx.stop();
+        self.finish(ctx);
         Box::pin(stored)
     }
 }

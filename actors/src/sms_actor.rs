@@ -148,12 +148,23 @@ impl Handler<SendSms> for SmsActor {
                 concat!("otp-gateway/", env!("CARGO_PKG_VERSION")),
             ));
         let index = Arc::clone(&self.index);
-        index.submission_started();
+        let ticket = index.submission_started();
+        let timeout = self.settings.timeout;
         let fut = async move {
+            // awc's timeout covers the request and the response head; the whole exchange,
+            // body included, must fit in the same budget or a stalled body would hang the attempt.
+            let deadline = tokio::time::Instant::now() + timeout;
             let outcome = match request.send_body(body).await {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
-                    let bytes = response.body().limit(64 * 1024).await;
+                    let bytes = tokio::time::timeout_at(deadline, response.body().limit(64 * 1024))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(awc::error::PayloadError::Io(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "response body timed out",
+                            )))
+                        });
                     match bytes {
                         Ok(bytes) if (200..300).contains(&status) => {
                             match didww_sms::message_id_of(&bytes) {
@@ -184,8 +195,9 @@ impl Handler<SendSms> for SmsActor {
             // The requester's mailbox gets the answer before the id becomes findable, so a callback
             // routed through the index always queues behind it.
             msg.reply_to.do_send(reply);
+            // A requester that is gone (expired, verified) would never forget the id again.
             let accepted = match outcome {
-                SubmitOutcome::Accepted(id) => Some((
+                SubmitOutcome::Accepted(id) if msg.reply_to.connected() => Some((
                     id,
                     ProviderMatch {
                         request_id: msg.request_id,
@@ -194,7 +206,7 @@ impl Handler<SendSms> for SmsActor {
                 )),
                 _ => None,
             };
-            index.submission_finished(accepted);
+            index.submission_finished(ticket, accepted);
         };
         ctx.spawn(fut.into_actor(self));
     }

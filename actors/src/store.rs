@@ -148,7 +148,8 @@ pub struct RecordedEvent {
     pub session_id: Option<String>,
     /// The webhook delivery queued for this event, if the request has a webhook URL.
     pub webhook: Option<OutboxItem>,
-    /// True when the event's callback had already been recorded: nothing was written.
+    /// True when nothing was written: the event's callback had already been recorded, or it was
+    /// feedback/expiry that changes nothing.
     pub duplicate: bool,
 }
 
@@ -256,8 +257,15 @@ pub trait Store: Send + Sync + 'static {
         provider_id: ProviderMessageId,
         at: i64,
     ) -> StoreFuture<()>;
-    /// Stores a callback that matched no request (audit); resolves once durable.
-    fn record_unmatched_callback(&self, callback: CallbackRecord) -> StoreFuture<()>;
+    /// Stores a callback that produces no event (audit): an intermediate status of `request_id`, or,
+    /// with `None`, a message id no request sent. Unmatched callbacks are kept apart from the
+    /// deduplication keys of matched ones, so a later retry of the same callback still applies once
+    /// its request is known. Resolves once durable.
+    fn record_callback(
+        &self,
+        request_id: Option<RequestId>,
+        callback: CallbackRecord,
+    ) -> StoreFuture<()>;
     /// Finds the request that sent `provider_id`.
     fn find_by_provider_id(
         &self,

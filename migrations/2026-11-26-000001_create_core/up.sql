@@ -27,7 +27,9 @@ CREATE TABLE otp_requests (
     updated_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );
-CREATE UNIQUE INDEX idx_otp_requests_provider_id ON otp_requests(provider_id) WHERE provider_id IS NOT NULL;
+-- Not UNIQUE on purpose: the writer commits many writes per transaction, and one constraint
+-- violation (a carrier reusing a message id) must not abort everybody else's writes.
+CREATE INDEX idx_otp_requests_provider_id ON otp_requests(provider_id) WHERE provider_id IS NOT NULL;
 CREATE INDEX idx_otp_requests_status_expires ON otp_requests(status, expires_at);
 CREATE INDEX idx_otp_requests_status_created ON otp_requests(status, created_at);
 CREATE INDEX idx_otp_requests_phone_created ON otp_requests(phone, created_at);

@@ -8,6 +8,7 @@
 mod checkpoint;
 pub mod models;
 pub mod queries;
+mod retention;
 pub mod schema;
 pub mod store;
 mod writer;
@@ -54,7 +55,11 @@ struct Pragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        apply_pragmas(conn).map_err(diesel::r2d2::Error::QueryError)
+        apply_pragmas(conn).map_err(diesel::r2d2::Error::QueryError)?;
+        // Pool connections only read: every write goes through the writer, whose request cache
+        // would silently diverge from a row changed behind its back.
+        conn.batch_execute("PRAGMA query_only = ON;")
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -95,9 +100,10 @@ pub fn open(path: &Path) -> Result<(SqliteConnection, ReadPool), DbOpenError> {
     writer
         .batch_execute("BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS gateway_write_probe (x INTEGER); DROP TABLE gateway_write_probe; COMMIT;")
         .map_err(|e| unwritable(e.to_string()))?;
-    // Checkpoints run on their own thread (see `checkpoint`), never inside a commit of the writer.
+    // Checkpoints run on their own thread (see `checkpoint`), never inside a commit of the writer;
+    // once checkpointed, the WAL file is truncated back to at most 64 MiB.
     writer
-        .batch_execute("PRAGMA wal_autocheckpoint = 0;")
+        .batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
         .map_err(|e| unwritable(e.to_string()))?;
     writer
         .run_pending_migrations(MIGRATIONS)

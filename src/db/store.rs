@@ -54,7 +54,7 @@ impl DbStore {
     }
 
     /// Runs a write on the writer thread and resolves with its result once committed.
-    fn write<T, F>(&self, f: F) -> StoreFuture<T>
+    pub(super) fn write<T, F>(&self, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut SqliteConnection, &mut RequestCache) -> Result<T, WriteError>
@@ -75,6 +75,12 @@ impl DbStore {
             let value = slot.lock().ok().and_then(|mut guard| guard.take());
             value.ok_or_else(|| unavailable("write produced no result"))
         })
+    }
+
+    /// Resolves once every write queued before it is committed: proves the writer is alive
+    /// (`/health`) and drains it (graceful shutdown).
+    pub fn writer_barrier(&self) -> StoreFuture<()> {
+        self.write(|_, _| Ok(()))
     }
 
     /// Runs a read on a pooled connection on a blocking thread.
@@ -178,6 +184,26 @@ fn request_state(
     Ok(state)
 }
 
+/// The answer for an event that wrote nothing (replayed callback, no-op feedback or expiry).
+fn unchanged(ev: NewEvent, channel: Channel, row: &CachedRequest) -> RecordedEvent {
+    RecordedEvent {
+        event_id: 0,
+        request_id: ev.request_id,
+        channel,
+        event_type: ev.event_type,
+        metadata: ev.metadata,
+        at: ev.at,
+        status: row.status,
+        status_changed: false,
+        current_channel: row.channel,
+        channel_status: row.channel_status.as_deref().and_then(|s| s.parse().ok()),
+        phone: row.phone.clone(),
+        session_id: row.session_id.clone(),
+        webhook: None,
+        duplicate: true,
+    }
+}
+
 /// Channel statuses after which an attempt is over.
 fn channel_status_final(status: Option<&str>) -> bool {
     status
@@ -238,26 +264,16 @@ fn record_event(
             received_at: ev.at,
         };
         if !callback::insert_if_new(conn, &form)? {
-            return Ok(RecordedEvent {
-                event_id: 0,
-                request_id: ev.request_id,
-                channel,
-                event_type: ev.event_type,
-                metadata: ev.metadata,
-                at: ev.at,
-                status: current,
-                status_changed: false,
-                current_channel: row.channel,
-                channel_status: row.channel_status.as_deref().and_then(|s| s.parse().ok()),
-                phone: row.phone,
-                session_id: row.session_id,
-                webhook: None,
-                duplicate: true,
-            });
+            return Ok(unchanged(ev, channel, &row));
         }
     }
 
     let next = ev.proposed_status.and_then(|p| status::merge(current, p));
+    if ev.channel.is_none() && next.is_none() {
+        // Feedback or expiry that changes nothing (a `rejected` after `verified`, an expiry racing
+        // a verification): no event, no webhook saying `otp.expired` with status `verified`.
+        return Ok(unchanged(ev, channel, &row));
+    }
     let new_status = next.unwrap_or(current);
     // A newer attempt always takes over the request's current channel. Within the current attempt,
     // a settled channel status (delivered, failed…) only moves when the event also moved the
@@ -447,13 +463,22 @@ impl Store for DbStore {
         })
     }
 
-    fn record_unmatched_callback(&self, cb: CallbackRecord) -> StoreFuture<()> {
+    fn record_callback(
+        &self,
+        request_id: Option<RequestId>,
+        cb: CallbackRecord,
+    ) -> StoreFuture<()> {
         self.write(move |conn, _| {
+            let owner = request_id.map(|id| id.to_string());
+            let kind = match owner {
+                Some(_) => cb.kind.clone(),
+                None => format!("unmatched:{}", cb.kind),
+            };
             let form = callback::CallbackInsertForm {
                 provider_id: cb.provider_id.as_str(),
-                kind: &cb.kind,
+                kind: &kind,
                 status: &cb.status,
-                request_id: None,
+                request_id: owner.as_deref(),
                 body: &cb.body,
                 received_at: actors::clock::now_ms(),
             };

@@ -63,6 +63,11 @@ impl RequestCache {
         }
     }
 
+    /// Forgets a request (deleted by retention).
+    pub fn remove(&mut self, id: &str) {
+        self.entries.remove(id);
+    }
+
     fn clear(&mut self) {
         self.entries.clear();
         self.order.clear();

@@ -303,6 +303,14 @@ impl Actor for WebhookSender {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(100_000);
+        self.load_outbox(ctx);
+    }
+}
+
+impl WebhookSender {
+    /// Loads every pending delivery (start-up); retried until it works. New deliveries wait in the
+    /// mailbox meanwhile, so none overtakes an older one of its request.
+    fn load_outbox(&mut self, ctx: &mut Context<Self>) {
         let pending = self.store.list_pending_webhooks();
         ctx.wait(
             pending
@@ -317,7 +325,10 @@ impl Actor for WebhookSender {
                             act.add(item, ctx);
                         }
                     }
-                    Err(err) => tracing::error!(error = %err, "could not load the webhook outbox"),
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not load the webhook outbox; retrying in 1 s");
+                        ctx.run_later(Duration::from_secs(1), |act, ctx| act.load_outbox(ctx));
+                    }
                 }),
         );
     }

@@ -9,7 +9,9 @@ use crate::http::ApiState;
 
 /// `GET /health`: 200 when healthy, 503 when degraded.
 pub async fn get_health(state: web::Data<ApiState>) -> HttpResponse {
-    let database_ok = state.store.ping().await.is_ok();
+    // A read proves the file is there; a no-op through the writer proves writes still commit.
+    let database_ok =
+        state.store.ping().await.is_ok() && state.store.writer_barrier().await.is_ok();
     let healthy = database_ok;
     let body = json!({
         "status": if healthy { "healthy" } else { "degraded" },
