@@ -146,11 +146,7 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
     )
     .start();
     let services = Arc::new(RequestServices {
-        sink: EventSink {
-            store: shared_store,
-            broadcaster: broadcaster.clone(),
-            webhooks: webhooks.clone(),
-        },
+        sink: EventSink::new(shared_store, broadcaster.clone(), webhooks.clone()),
         sms,
         index,
         vault,

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
 
 use crate::didww_sms::{self, SmsCallback};
 use crate::domain::{Channel, EventType, Status};
@@ -92,7 +91,6 @@ pub struct OtpRequest {
     finished_to: Recipient<RequestFinished>,
     delivery_timer: Option<SpawnHandle>,
     /// Resolves once the previous event of this request has been published (see [`Self::record`]).
-    published: Option<oneshot::Receiver<()>>,
     /// Every provider id this request's SMS attempts got, forgotten from the index on stop.
     provider_ids: Vec<ProviderMessageId>,
     /// Set once the actor decided to stop: messages still queued behind that decision must not
@@ -123,7 +121,6 @@ impl OtpRequest {
             services,
             finished_to,
             delivery_timer: None,
-            published: None,
             provider_ids: Vec::new(),
             finished: false,
         }
@@ -133,30 +130,13 @@ impl OtpRequest {
         self.services.settings.failover && self.current + 1 < self.plan.len()
     }
 
-    /// Records an event: submitted to the store at once (the writer applies writes in submission
-    /// order, so the status machine sees them in order), then published to the live feed and the
-    /// client webhook queue only after this request's previous event was. Two events committed in
-    /// one batch would otherwise be published in whatever order their tasks happen to wake up,
-    /// and a client could get `otp.failed` before `otp.sending`.
-    ///
-    /// The returned future must be driven to completion (spawned or returned as a message
-    /// response); if it is dropped, the next event simply stops waiting for it.
+    /// Records an event through the sink (stored at once, published in order after this
+    /// request's previous event).
     fn record(
-        &mut self,
+        &self,
         event: NewEvent,
     ) -> impl Future<Output = Result<Arc<RecordedEvent>, StoreError>> + 'static {
-        let stored = self.services.sink.record(event);
-        let previous = self.published.take();
-        let (done, next) = oneshot::channel();
-        self.published = Some(next);
-        async move {
-            if let Some(previous) = previous {
-                let _ = previous.await;
-            }
-            let result = stored.await;
-            let _ = done.send(());
-            result
-        }
+        self.services.sink.record(event)
     }
 
     /// Records an event in the background.
