@@ -8,11 +8,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use actors::dispatcher::CountLive;
 use actors::{EventType, RequestId, Status};
 use base64::Engine as _;
 use common::hooks::HookReceiver;
-use common::{event_types, read_json, TestGateway, PATIENCE, PHONE};
+use common::{
+    event_types, live, message_id, read_json, start, with_id, TestGateway, PATIENCE, PHONE,
+};
 use otp_gateway::config::{Config, Secret};
 use otp_gateway::db::models::{event, request};
 use otp_gateway::sandbox::sms::{CallbackKind, SmsBehaviour};
@@ -33,36 +34,6 @@ const PHONE_DIGITS: &str = "14155552671";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A gateway with the fraud engine off (several requests to one phone) and the given tweak.
-async fn start(tweak: impl FnOnce(&mut Config)) -> TestGateway {
-    TestGateway::start_with(|c| {
-        c.fraud.enabled = false;
-        tweak(c);
-    })
-    .await
-}
-
-/// A fixture body with its `data.id` replaced by a real message id.
-fn with_id(fixture: &str, id: &str) -> String {
-    let mut value: Value = serde_json::from_str(fixture).unwrap();
-    value["data"]["id"] = json!(id);
-    value.to_string()
-}
-
-/// The DIDWW message id of the `n`-th (1-based) SMS the sandbox received.
-async fn message_id(gw: &TestGateway, n: usize) -> String {
-    let received = gw.sms().wait_for_received(n, PATIENCE).await;
-    assert!(
-        received.len() >= n,
-        "sandbox got {} SMS, wanted {n}",
-        received.len()
-    );
-    received[n - 1]
-        .message_id
-        .clone()
-        .expect("the sandbox accepted the SMS")
-}
 
 /// POSTs a body to `/webhooks/dlr{query}` with a content type and extra headers.
 async fn post_dlr_raw(
@@ -113,10 +84,6 @@ async fn db_events(gw: &TestGateway, id: RequestId) -> Vec<event::EventRow> {
         .read(move |conn| event::list_by_request(conn, &key))
         .await
         .unwrap()
-}
-
-async fn live(gw: &TestGateway) -> usize {
-    gw.gateway.dispatcher.send(CountLive).await.unwrap()
 }
 
 /// Waits until no request actor is alive (every request finished delivering).

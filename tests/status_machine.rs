@@ -8,10 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use actors::dispatcher::CountLive;
 use actors::{EventType, RequestId, Status};
-use common::{event_types, read_json, TestGateway, PATIENCE, PHONE};
-use otp_gateway::config::Config;
+use common::{
+    event_types, live, message_id, read_json, start, with_id, TestGateway, PATIENCE, PHONE,
+};
 use otp_gateway::sandbox::sms::SmsBehaviour;
 use serde_json::{json, Value};
 
@@ -26,29 +26,9 @@ const EXPIRED: &str = include_str!("fixtures/didww/dlr-undelivered-expired.json"
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-async fn start(tweak: impl FnOnce(&mut Config)) -> TestGateway {
-    TestGateway::start_with(|c| {
-        c.fraud.enabled = false;
-        tweak(c);
-    })
-    .await
-}
-
-fn with_id(fixture: &str, id: &str) -> String {
-    let mut value: Value = serde_json::from_str(fixture).unwrap();
-    value["data"]["id"] = json!(id);
-    value.to_string()
-}
-
 /// A DLR (`dlr_event`) with this status.
 fn dlr(id: &str, status: &str) -> String {
     json!({"data": {"id": id, "type": "dlr_event", "attributes": {"status": status}}}).to_string()
-}
-
-async fn message_id(gw: &TestGateway, n: usize) -> String {
-    let received = gw.sms().wait_for_received(n, PATIENCE).await;
-    assert!(received.len() >= n, "sandbox got {} SMS", received.len());
-    received[n - 1].message_id.clone().expect("accepted")
 }
 
 /// Posts a callback and returns the answer's `status` field, asserting 200.
@@ -73,10 +53,6 @@ async fn feedback_ok(gw: &TestGateway, id: RequestId, success: bool) -> String {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["request_id"], id.to_string());
     body["request_status"].as_str().unwrap().to_owned()
-}
-
-async fn live(gw: &TestGateway) -> usize {
-    gw.gateway.dispatcher.send(CountLive).await.unwrap()
 }
 
 /// Waits until no request actor is alive, polling the dispatcher.

@@ -22,22 +22,8 @@ use crate::config::{PromptPart, VoiceConfig};
 pub const SAMPLE_RATE_HZ: u32 = 8000;
 
 /// The clips of one language, by file stem (`<name>.wav`), in the order they are listed in
-/// errors and iterated.
-pub const CLIP_NAMES: [&str; 13] = [
-    "intro",
-    "0",
-    "1",
-    "2",
-    "3",
-    "4",
-    "5",
-    "6",
-    "7",
-    "8",
-    "9",
-    "repeating",
-    "goodbye",
-];
+/// errors and iterated: the names the prompt sequencer plays.
+pub use actors::rtp::prompt::CLIP_NAMES;
 
 /// Embeds `assets/prompts/<lang>/<name>.wav` for every name of [`CLIP_NAMES`], in that order.
 macro_rules! builtin_language {

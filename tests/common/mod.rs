@@ -123,6 +123,45 @@ impl TestGateway {
     }
 }
 
+/// A gateway with the fraud engine off (several requests to one phone) and the given tweak.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestGateway {
+    TestGateway::start_with(|c| {
+        c.fraud.enabled = false;
+        tweak(c);
+    })
+    .await
+}
+
+/// A fixture body with its `data.id` replaced by a real message id.
+pub fn with_id(fixture: &str, id: &str) -> String {
+    let mut value: Value = serde_json::from_str(fixture).unwrap();
+    value["data"]["id"] = serde_json::json!(id);
+    value.to_string()
+}
+
+/// The DIDWW message id of the `n`-th (1-based) SMS the sandbox received.
+pub async fn message_id(gw: &TestGateway, n: usize) -> String {
+    let received = gw.sms().wait_for_received(n, PATIENCE).await;
+    assert!(
+        received.len() >= n,
+        "sandbox got {} SMS, wanted {n}",
+        received.len()
+    );
+    received[n - 1]
+        .message_id
+        .clone()
+        .expect("the sandbox accepted the SMS")
+}
+
+/// Number of live request actors.
+pub async fn live(gw: &TestGateway) -> usize {
+    gw.gateway
+        .dispatcher
+        .send(actors::dispatcher::CountLive)
+        .await
+        .unwrap()
+}
+
 /// Event types listed by a `GET /requests/{id}` view, in order.
 pub fn event_types(view: &Value) -> Vec<String> {
     view["events"]
