@@ -23,10 +23,20 @@ use actors::webhook::sender::{Flush, WebhookSender, WebhookSettings};
 use crate::config::Config;
 use crate::db::{self, DbStore};
 use crate::http::{self, ApiState};
+use crate::sandbox::sip::{SandboxTrunk, SandboxTrunkOptions};
 use crate::sandbox::sms::{SandboxSms, SandboxSmsOptions, SmsBehaviour};
+use crate::voice::channel::{self as voice_channel, TrunkTarget};
+use actors::sip::digest::Credentials;
+use actors::sip::message::HostPort;
+use actors::voice::VoiceChannel;
 
 /// Longest a graceful shutdown waits for due webhooks.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
+/// Longest a graceful shutdown waits for live calls to be hung up (BYE/CANCEL answered).
+const SHUTDOWN_HANG_UP: Duration = Duration::from_secs(10);
+/// Digest credentials of the simulated SIP trunk.
+const SANDBOX_SIP_USER: &str = "sandbox";
+const SANDBOX_SIP_PASSWORD: &str = "sandbox-sip";
 /// Delay between the simulated carrier's 201 and each callback.
 const SANDBOX_CALLBACK_DELAY: Duration = Duration::from_millis(20);
 
@@ -48,6 +58,12 @@ pub struct Gateway {
     pub sandbox_sms: Option<SandboxSms>,
     /// Live SMS message ids (exposed so tests can check it does not grow).
     pub provider_index: Arc<ProviderIndex>,
+    /// The voice channel.
+    pub voice: Arc<VoiceChannel>,
+    /// Where the SIP socket listens.
+    pub sip_addr: SocketAddr,
+    /// The simulated DIDWW SIP trunk, in sandbox mode.
+    pub sandbox_trunk: Option<SandboxTrunk>,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -68,6 +84,12 @@ impl Gateway {
         tracing::info!("shutting down");
         self.dispatcher.do_send(StopAccepting);
         self.server.stop(true).await;
+        // Calls first: their final events join the webhook flush below, and no call may be left
+        // open at the carrier.
+        let left = self.voice.hang_up_all(SHUTDOWN_HANG_UP).await;
+        if left > 0 {
+            tracing::warn!(calls = left, "calls still winding down at shutdown");
+        }
         let (done, flushed) = tokio::sync::oneshot::channel();
         self.webhooks.do_send(Flush(done));
         if tokio::time::timeout(SHUTDOWN_FLUSH, flushed).await.is_err() {
@@ -79,6 +101,9 @@ impl Gateway {
         }
         if let Some(sandbox) = &self.sandbox_sms {
             sandbox.stop().await;
+        }
+        if let Some(trunk) = &self.sandbox_trunk {
+            trunk.stop();
         }
     }
 }
@@ -103,7 +128,8 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         })?;
     let api_addr = listener.local_addr()?;
 
-    let sandbox_sms = if config.is_sandbox() {
+    // SMS_ENABLED=false holds in the sandbox too, so an operator can try what voice alone does.
+    let sandbox_sms = if config.is_sandbox() && config.sms.enabled {
         let token = config
             .webhooks
             .inbound_secret
@@ -124,6 +150,40 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
     } else {
         None
     };
+
+    let sandbox_trunk = if config.is_sandbox() {
+        let trunk = SandboxTrunk::start(SandboxTrunkOptions {
+            username: SANDBOX_SIP_USER.into(),
+            password: SANDBOX_SIP_PASSWORD.into(),
+            max_records: config.sandbox_records,
+            t1: config.sip.t1,
+            ..SandboxTrunkOptions::default()
+        })
+        .context("starting the sandbox SIP trunk")?;
+        Some(trunk)
+    } else {
+        None
+    };
+    let trunk = match &sandbox_trunk {
+        Some(sandbox) => TrunkTarget {
+            host: HostPort::parse(&sandbox.addr().to_string())
+                .map_err(|e| anyhow::anyhow!("sandbox trunk address: {e}"))?,
+            credentials: Credentials {
+                username: SANDBOX_SIP_USER.into(),
+                password: SANDBOX_SIP_PASSWORD.into(),
+            },
+        },
+        None => TrunkTarget {
+            host: HostPort::parse(&config.sip.host)
+                .map_err(|e| anyhow::anyhow!("DIDWW_SIP_HOST: {e}"))?,
+            credentials: Credentials {
+                username: config.sip.username.clone(),
+                password: config.sip.password.expose().to_owned(),
+            },
+        },
+    };
+    let voice = voice_channel::start(&config, trunk)?;
+    let sip_addr = voice.sip_addr;
 
     let index = Arc::new(ProviderIndex::default());
     let provider_index = Arc::clone(&index);
@@ -148,6 +208,7 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
     let services = Arc::new(RequestServices {
         sink: EventSink::new(shared_store, broadcaster.clone(), webhooks.clone()),
         sms,
+        voice: Some(Arc::clone(&voice.channel)),
         index,
         vault,
         settings: DeliverySettings {
@@ -170,6 +231,7 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         store: store.clone(),
         started: Instant::now(),
         sms_enabled,
+        sip_health: Some(voice.health.clone()),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -193,6 +255,9 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         store,
         sandbox_sms,
         provider_index,
+        voice: voice.channel,
+        sip_addr,
+        sandbox_trunk,
         server: handle,
     })
 }
@@ -290,6 +355,13 @@ fn announce(gateway: &Gateway) {
         if let Some(sms) = &gateway.sandbox_sms {
             println!("  Sandbox SMS: {}", sms.endpoint());
         }
+        if let Some(trunk) = &gateway.sandbox_trunk {
+            println!(
+                "  Sandbox SIP: {} (simulated trunk; SIP UA on {})",
+                trunk.addr(),
+                gateway.sip_addr
+            );
+        }
         println!("  Database:    {}", config.database_path.display());
         if config.api_secret_generated {
             println!(
@@ -303,7 +375,7 @@ fn announce(gateway: &Gateway) {
             "  Try:  curl -s {}/dispatch -H 'Content-Type: application/json' \\",
             gateway.api_url()
         );
-        println!("          -H 'X-API-Secret: <secret>' -d '{{\"phone\":\"+14155552671\",\"code\":\"123456\",\"channels\":[\"sms\"]}}'");
+        println!("          -H 'X-API-Secret: <secret>' -d '{{\"phone\":\"+14155552671\",\"code\":\"123456\",\"channels\":[\"voice\",\"sms\"]}}'");
         println!("{bar}");
     }
 }

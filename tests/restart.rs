@@ -61,6 +61,15 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A UDP port that was free a moment ago (for SIP_PORT).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The binary with an empty environment (only `PATH` and `HOME`), so nothing the gateway reads
 /// leaks in from the developer's shell or CI.
 fn bare_command() -> Command {
@@ -113,6 +122,7 @@ impl Process {
                 .env("DATABASE_PATH", db)
                 .env("API_SECRET", SECRET)
                 .env("HTTP_PORT", port.to_string())
+                .env("SIP_PORT", free_udp_port().to_string())
                 .env("BIND_ADDRESS", "127.0.0.1")
                 .env("ADMIN_ENABLED", "false")
                 .env("WEBHOOK_ALLOW_PRIVATE", "true")
@@ -177,8 +187,8 @@ impl Process {
                 lines.lock().unwrap(),
                 std::fs::read_to_string(&stderr_path).unwrap_or_default()
             );
-            // Someone took the port between free_port() and the bind: try another one.
-            if !last_failure.contains("HTTP_PORT") {
+            // Someone took a port between choosing and binding it: try others.
+            if !last_failure.contains("HTTP_PORT") && !last_failure.contains("SIP_PORT") {
                 break;
             }
         }

@@ -18,6 +18,7 @@ pub mod rtp;
 pub mod services;
 pub mod sip;
 pub mod sms_actor;
+pub mod voice;
 pub mod status;
 pub mod store;
 pub mod webhook;

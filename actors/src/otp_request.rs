@@ -19,6 +19,7 @@ use crate::services::RequestServices;
 use crate::sms_actor::{SendSms, SmsSubmitted, SubmitOutcome};
 use crate::status::proposed_status;
 use crate::store::{CallbackRecord, NewEvent, RecordedEvent, StoreError};
+use crate::voice::{CallUpdate, PlaceCall};
 
 /// A DIDWW callback for this request's SMS attempt. Answered once the event is durable.
 #[derive(Message)]
@@ -96,6 +97,9 @@ pub struct OtpRequest {
     /// Set once the actor decided to stop: messages still queued behind that decision must not
     /// start anything new (no failover after verification or expiry).
     finished: bool,
+    /// A voice call of this request is in progress: the actor outlives a decision to finish
+    /// until the call's final event is recorded.
+    call_in_progress: bool,
 }
 
 impl OtpRequest {
@@ -123,6 +127,7 @@ impl OtpRequest {
             delivery_timer: None,
             provider_ids: Vec::new(),
             finished: false,
+            call_in_progress: false,
         }
     }
 
@@ -150,11 +155,14 @@ impl OtpRequest {
         });
     }
 
-    /// Stops the actor for good: no timer, no further attempt.
+    /// Stops the actor for good: no timer, no further attempt. A call in progress is let run to
+    /// its end (its events are still recorded); the actor stops with its final event.
     fn finish(&mut self, ctx: &mut Context<Self>) {
         self.finished = true;
         self.cancel_timer(ctx);
-        ctx.stop();
+        if !self.call_in_progress {
+            ctx.stop();
+        }
     }
 
     fn start_attempt(&mut self, index: usize, ctx: &mut Context<Self>) {
@@ -177,6 +185,20 @@ impl OtpRequest {
                     proposed_status(EventType::Sending, false, false),
                 ));
                 sms.do_send(SendSms {
+                    request_id: self.id,
+                    attempt: index,
+                    phone: self.phone.clone(),
+                    code: self.code.clone(),
+                    reply_to: ctx.address().recipient(),
+                });
+            }
+            (Channel::Voice, _) if self.services.voice.is_some() => {
+                let Some(voice) = self.services.voice.clone() else {
+                    return;
+                };
+                self.attempts[index] = Attempt::Submitting;
+                self.call_in_progress = true;
+                voice.place_call(PlaceCall {
                     request_id: self.id,
                     attempt: index,
                     phone: self.phone.clone(),
@@ -424,6 +446,82 @@ impl Handler<SmsReport> for OtpRequest {
         }
         Box::pin(async move { stored.await.map(Some) })
     }
+}
+
+impl Handler<CallUpdate> for OtpRequest {
+    type Result = ();
+
+    fn handle(&mut self, msg: CallUpdate, ctx: &mut Context<Self>) {
+        let index = msg.attempt;
+        if self.attempts.get(index) != Some(&Attempt::Submitting) {
+            return;
+        }
+        if msg.event == EventType::Calling {
+            let store = Arc::clone(&self.services.sink.store);
+            let attach =
+                store.attach_call_id(self.id, index, msg.call_id.clone(), crate::clock::now_ms());
+            let id = self.id;
+            actix::spawn(async move {
+                if let Err(err) = attach.await {
+                    tracing::error!(request_id = %id, error = %err, "SIP Call-ID could not be stored");
+                }
+            });
+        }
+        let is_current = index == self.current;
+        let proposed = proposed_status(msg.event, msg.otp_played, is_current && !self.has_next());
+        self.emit(call_event(self.id, &msg, proposed));
+        if !msg.is_final() {
+            return;
+        }
+        self.call_in_progress = false;
+        if msg.is_success() {
+            self.attempts[index] = Attempt::Delivered;
+            self.finish(ctx);
+        } else {
+            self.attempts[index] = Attempt::Failed;
+            if self.finished {
+                ctx.stop();
+            } else {
+                self.advance(ctx);
+            }
+        }
+    }
+}
+
+/// The voice channel event of a call update: timings, `otp_played`, the SIP code and reason and a
+/// stable error code in `metadata` (SPEC §7); the Call-ID stays in the operator-only `internal`
+/// data.
+fn call_event(request_id: RequestId, update: &CallUpdate, proposed: Option<Status>) -> NewEvent {
+    let mut event = NewEvent::channel_event(
+        request_id,
+        Channel::Voice,
+        update.attempt,
+        update.event,
+        proposed,
+    );
+    let metadata = &mut event.metadata;
+    if matches!(update.event, EventType::Hangup | EventType::Completed) {
+        metadata.insert("otp_played".into(), json!(update.otp_played));
+    }
+    if let Some(ms) = update.ring_duration_ms {
+        metadata.insert("ring_duration_ms".into(), json!(ms));
+    }
+    if let Some(ms) = update.talk_duration_ms {
+        metadata.insert("talk_duration_ms".into(), json!(ms));
+    }
+    if let Some(code) = update.sip_code {
+        metadata.insert("sip_code".into(), json!(code));
+    }
+    if let Some(error) = update.error {
+        metadata.insert("error".into(), json!(error));
+    }
+    if let Some(reason) = &update.reason {
+        metadata.insert("reason".into(), json!(reason));
+    }
+    event
+        .internal
+        .insert("sip_call_id".into(), json!(update.call_id));
+    event
 }
 
 /// The audit record of a DIDWW callback (also its deduplication key).

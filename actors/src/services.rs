@@ -10,6 +10,7 @@ use crate::code_vault::CodeVault;
 use crate::events::EventSink;
 use crate::provider_index::ProviderIndex;
 use crate::sms_actor::SmsActor;
+use crate::voice::VoiceChannel;
 
 /// Delivery settings from the configuration.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct RequestServices {
     pub sink: EventSink,
     /// SMS channel, when configured.
     pub sms: Option<Addr<SmsActor>>,
+    /// Voice channel, when configured.
+    pub voice: Option<Arc<VoiceChannel>>,
     /// Live provider ids.
     pub index: Arc<ProviderIndex>,
     /// Code hashing and sealing.

@@ -257,6 +257,14 @@ pub trait Store: Send + Sync + 'static {
         provider_id: ProviderMessageId,
         at: i64,
     ) -> StoreFuture<()>;
+    /// Records the SIP Call-ID of the voice call of `attempt` (CDRs are matched by it).
+    fn attach_call_id(
+        &self,
+        request_id: RequestId,
+        attempt: usize,
+        call_id: String,
+        at: i64,
+    ) -> StoreFuture<()>;
     /// Stores a callback that produces no event (audit): an intermediate status of `request_id`, or,
     /// with `None`, a message id no request sent. Unmatched callbacks are kept apart from the
     /// deduplication keys of matched ones, so a later retry of the same callback still applies once

@@ -54,6 +54,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RTP_PORT_END",
     "CALL_RING_TIMEOUT_SECS",
     "CALL_MAX_DURATION_SECS",
+    "SIP_T1_MS",
+    "SIP_OPTIONS_INTERVAL_SECS",
     // Voice
     "OTP_MESSAGE_TEMPLATE",
     "OTP_VOICE_SPEED",
@@ -262,6 +264,11 @@ pub struct SipConfig {
     pub rtp_port_end: u16,
     pub ring_timeout: Duration,
     pub max_call_duration: Duration,
+    /// `SIP_T1_MS`: RFC 3261 T1, the round-trip estimate all SIP retransmission timers derive
+    /// from.
+    pub t1: Duration,
+    /// `SIP_OPTIONS_INTERVAL_SECS`: time between keepalive OPTIONS to the trunk.
+    pub options_interval: Duration,
 }
 
 impl SipConfig {
@@ -513,10 +520,14 @@ impl Config {
                 caller_id_us_canada: None,
                 public_ip: localhost,
                 sip_port: 0,
-                rtp_port_start: 10000,
-                rtp_port_end: 10020,
+                // Below the ephemeral range, so no port-0 socket takes them; gateways of parallel
+                // tests share it (the pool skips ports another one holds).
+                rtp_port_start: 20000,
+                rtp_port_end: 20998,
                 ring_timeout: Duration::from_secs(30),
                 max_call_duration: Duration::from_secs(120),
+                t1: Duration::from_millis(50),
+                options_interval: Duration::from_secs(30),
             },
             voice: VoiceConfig {
                 message_template: DEFAULT_VOICE_TEMPLATE.to_string(),
@@ -1004,6 +1015,8 @@ fn load_sip(v: &mut Vars<'_>, live: bool) -> SipConfig {
     }
     let ring_timeout = Duration::from_secs(v.int("CALL_RING_TIMEOUT_SECS", 30u64, 1, 300));
     let max_call_duration = Duration::from_secs(v.int("CALL_MAX_DURATION_SECS", 120u64, 1, 3600));
+    let t1 = Duration::from_millis(v.int("SIP_T1_MS", 500u64, 50, 5000));
+    let options_interval = Duration::from_secs(v.int("SIP_OPTIONS_INTERVAL_SECS", 30u64, 5, 3600));
 
     SipConfig {
         host,
@@ -1017,6 +1030,8 @@ fn load_sip(v: &mut Vars<'_>, live: bool) -> SipConfig {
         rtp_port_end,
         ring_timeout,
         max_call_duration,
+        t1,
+        options_interval,
     }
 }
 

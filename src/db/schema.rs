@@ -36,6 +36,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         expires_at -> BigInt,
+        sip_call_id -> Nullable<Text>,
     }
 }
 

@@ -463,6 +463,22 @@ impl Store for DbStore {
         })
     }
 
+    fn attach_call_id(
+        &self,
+        request_id: RequestId,
+        _attempt: usize,
+        call_id: String,
+        at: i64,
+    ) -> StoreFuture<()> {
+        self.write(move |conn, _| {
+            let changed = request::attach_call_id(conn, &request_id.to_string(), &call_id, at)?;
+            if changed == 0 {
+                return Err(WriteError::Refused(StoreError::UnknownRequest));
+            }
+            Ok(())
+        })
+    }
+
     fn record_callback(
         &self,
         request_id: Option<RequestId>,

@@ -32,6 +32,8 @@ pub struct ApiState {
     pub started: Instant,
     /// Whether the SMS channel is wired.
     pub sms_enabled: bool,
+    /// Trunk reachability, when the voice channel is wired.
+    pub sip_health: Option<actors::sip::transport::SipHealth>,
 }
 
 /// Registers every API route.

@@ -5,3 +5,4 @@ pub mod g711;
 pub mod packetizer;
 pub mod port_pool;
 pub mod prompt;
+pub mod stream;

@@ -952,6 +952,110 @@ pub fn call_does_not_exist(request: &Request, server: &str) -> Option<Vec<u8>> {
     response(request, 481, "Call/Transaction Does Not Exist", server)
 }
 
+/// What a UAS adds to a response built by [`response_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseExtras<'a> {
+    /// The To tag to add when the request's To has none (RFC 3261 §8.2.6.2): the dialog's local
+    /// tag, so that provisional, final and retransmitted responses agree. `None` keeps
+    /// [`response`]'s rule: a fresh tag above 100, none on 100 Trying.
+    pub to_tag: Option<&'a str>,
+    /// Further headers, in order, after Server (Contact, Record-Route, WWW-Authenticate, …).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Content-Type and body, e.g. `("application/sdp", answer)`.
+    pub body: Option<(&'a str, &'a [u8])>,
+}
+
+/// A response to `request` with the UAS parts of `extras` (a chosen To tag, extra headers, a
+/// body): what a callee sends, e.g. a 401 with `WWW-Authenticate` or a 200 with Contact,
+/// Record-Route and an SDP answer. `None` for ACK.
+pub fn response_with(
+    request: &Request,
+    status: u16,
+    reason: &str,
+    server: &str,
+    extras: ResponseExtras<'_>,
+) -> Option<Vec<u8>> {
+    if request.method == Method::Ack {
+        return None;
+    }
+    let mut w = MessageWriter::response(status, reason);
+    for via in &request.vias {
+        w.header("Via", via);
+    }
+    w.header("From", &request.from);
+    match (&request.to_tag, extras.to_tag) {
+        (None, Some(tag)) => w.header("To", &format!("{};tag={tag}", request.to)),
+        (None, None) if status > 100 => {
+            w.header("To", &format!("{};tag={}", request.to, new_tag()))
+        }
+        _ => w.header("To", &request.to),
+    };
+    w.header("Call-ID", &request.call_id);
+    w.header("CSeq", &format!("{} {}", request.cseq, request.cseq_method));
+    w.header("Server", server);
+    for (name, value) in extras.headers {
+        w.header(name, value);
+    }
+    Some(match extras.body {
+        Some((content_type, body)) => w.finish(Some(content_type), body),
+        None => w.finish(None, &[]),
+    })
+}
+
+/// The dialog a UAS creates by answering `invite` with To tag `local_tag` (RFC 3261 §12.1.1):
+/// route set = the INVITE's Record-Route in order, remote target = its Contact, remote tag = its
+/// From tag, `remote_to` = its From (the To of requests the callee sends). The callee's local CSeq
+/// starts empty, so the first [`Dialog::next_cseq`] is 1. `local_tag` is our tag; requests built
+/// from this dialog go through [`uas_request`], not the UAC builders.
+pub fn uas_dialog(invite: &Request, local_tag: &str) -> Result<Dialog, Error> {
+    let remote_target = invite
+        .contact
+        .clone()
+        .ok_or(Error::MissingHeader("Contact"))?;
+    uri_host_port(&remote_target)?;
+    Ok(Dialog {
+        call_id: invite.call_id.clone(),
+        local_tag: local_tag.to_owned(),
+        remote_tag: invite.from_tag.clone(),
+        remote_to: invite.from.clone(),
+        remote_target,
+        route_set: invite.record_route.clone(),
+        invite_cseq: invite.cseq,
+        local_cseq: 0,
+    })
+}
+
+/// A request the callee sends in a [`uas_dialog`] (RFC 3261 §12.2.1.1), e.g. its BYE: Request-URI
+/// and Route from [`Dialog::request_target`], Via `SIP/2.0/UDP <via_sent_by>;branch=…;rport`, From
+/// `local_party` (the INVITE's To value with our tag), To the caller (`dialog.remote_to`), CSeq
+/// `cseq`. Send it to [`Dialog::next_hop`].
+pub fn uas_request(
+    dialog: &Dialog,
+    method: &str,
+    local_party: &str,
+    via_sent_by: &str,
+    branch: &str,
+    cseq: u32,
+    user_agent: &str,
+) -> Vec<u8> {
+    let (uri, routes) = dialog.request_target();
+    let mut w = MessageWriter::request(method, &uri);
+    w.header(
+        "Via",
+        &format!("SIP/2.0/UDP {via_sent_by};branch={branch};rport"),
+    );
+    w.header("Max-Forwards", &MAX_FORWARDS.to_string());
+    for route in &routes {
+        w.header("Route", route);
+    }
+    w.header("From", local_party);
+    w.header("To", &dialog.remote_to);
+    w.header("Call-ID", &dialog.call_id);
+    w.header("CSeq", &format!("{cseq} {method}"));
+    w.header("User-Agent", user_agent);
+    w.finish(None, &[])
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parsing
 // ---------------------------------------------------------------------------------------------
@@ -1051,6 +1155,18 @@ pub struct Request {
     pub to: String,
     /// To tag (ours, for an in-dialog request).
     pub to_tag: Option<String>,
+    /// URI of the first Contact, without `<>` (the remote target of a dialog the request creates,
+    /// RFC 3261 §12.1.1).
+    pub contact: Option<String>,
+    /// Record-Route entries in message order, each a name-addr as received (the route set of a
+    /// dialog a UAS creates, in this order, RFC 3261 §12.1.1).
+    pub record_route: Vec<String>,
+    /// `Authorization` values in order (RFC 3261 §22.2).
+    pub authorization: Vec<String>,
+    /// `Proxy-Authorization` values in order (RFC 3261 §22.3).
+    pub proxy_authorization: Vec<String>,
+    /// The first `P-Asserted-Identity` value as received (RFC 3325 §9.1).
+    pub p_asserted_identity: Option<String>,
     /// Content-Type, if any.
     pub content_type: Option<String>,
     /// Body (exactly Content-Length bytes when that header is present).
@@ -1217,11 +1333,7 @@ pub fn parse_datagram(data: &[u8]) -> Result<Incoming, Error> {
             Ok(s) if code.len() == 3 && (100..=699).contains(&s) => s,
             _ => return Err(Error::StartLine),
         };
-        let contact = headers
-            .list("contact")
-            .first()
-            .map(|c| angle_uri(c).to_owned())
-            .filter(|c| c != "*" && !c.is_empty());
+        let contact = first_contact(&headers);
         return Ok(Incoming::Response(Response {
             status,
             reason: reason.trim().to_owned(),
@@ -1266,9 +1378,26 @@ pub fn parse_datagram(data: &[u8]) -> Result<Incoming, Error> {
         vias,
         from,
         to,
+        contact: first_contact(&headers),
+        record_route: headers.list("record-route"),
+        authorization: headers.all("authorization").map(str::to_owned).collect(),
+        proxy_authorization: headers
+            .all("proxy-authorization")
+            .map(str::to_owned)
+            .collect(),
+        p_asserted_identity: headers.first("p-asserted-identity").map(str::to_owned),
         content_type,
         body: body.to_vec(),
     }))
+}
+
+/// URI of the first Contact, without `<>`; `None` for `*` or nothing.
+fn first_contact(headers: &Headers) -> Option<String> {
+    headers
+        .list("contact")
+        .first()
+        .map(|c| angle_uri(c).to_owned())
+        .filter(|c| c != "*" && !c.is_empty())
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -1849,5 +1978,111 @@ mod tests {
         assert!(!t.contains("\r\nX-Injected"));
         assert!(t.contains("Content-Length: 0\r\n\r\n"));
         assert!(!t.contains("Content-Type"));
+    }
+
+    #[test]
+    fn uas_reads_the_invite_answers_with_its_tag_and_sends_bye_to_the_contact() {
+        let mut p = params();
+        p.outbound_route = vec!["<sip:10.0.0.1;lr>".into()];
+        let cred = "Digest username=\"u\", realm=\"out.didww.com\", nonce=\"n\", \
+                    uri=\"sip:15555550123@out.didww.com\", response=\"0123\"";
+        let auth = [AuthorizationHeader {
+            name: "Authorization",
+            value: cred.into(),
+        }];
+        let inv = request(&invite(&p, 2, "z9hG4bKuas", "v=0\r\n", &auth));
+        assert_eq!(
+            inv.contact.as_deref(),
+            Some("sip:15555550100@203.0.113.25:5060")
+        );
+        assert_eq!(inv.authorization, vec![cred.to_owned()]);
+        assert!(inv.proxy_authorization.is_empty());
+        assert!(inv.record_route.is_empty());
+        assert_eq!(
+            inv.p_asserted_identity.as_deref(),
+            Some("<sip:15555550100@out.didww.com>")
+        );
+
+        // 100 has no tag, the others the one given; extra headers and the body follow Server.
+        let trying = response_of(
+            &response_with(&inv, 100, "Trying", "uas", ResponseExtras::default()).unwrap(),
+        );
+        assert_eq!(trying.to_tag, None);
+        let rr = [
+            ("Record-Route", "<sip:127.0.0.1:5099;r2=on;lr>"),
+            ("Contact", "<sip:trunk@127.0.0.1:5099>"),
+        ];
+        let bytes = response_with(
+            &inv,
+            200,
+            "OK",
+            "uas",
+            ResponseExtras {
+                to_tag: Some("dlg1"),
+                headers: &rr,
+                body: Some(("application/sdp", b"v=0\r\n")),
+            },
+        )
+        .unwrap();
+        assert!(text(&bytes).contains(
+            "Server: uas\r\nRecord-Route: <sip:127.0.0.1:5099;r2=on;lr>\r\n\
+             Contact: <sip:trunk@127.0.0.1:5099>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: 5\r\n\r\nv=0\r\n"
+        ));
+        let ok200 = response_of(&bytes);
+        assert_eq!(ok200.to_tag.as_deref(), Some("dlg1"));
+        assert_eq!(ok200.record_route.len(), 1);
+        let without_tag =
+            response_with(&inv, 486, "Busy Here", "uas", ResponseExtras::default()).unwrap();
+        assert!(response_of(&without_tag).to_tag.is_some());
+        let ack = Request {
+            method: Method::Ack,
+            ..inv.clone()
+        };
+        assert!(response_with(&ack, 200, "OK", "uas", ResponseExtras::default()).is_none());
+
+        // The callee's dialog and BYE: to the caller's Contact, From = To + our tag.
+        let mut dialog = uas_dialog(&inv, "dlg1").unwrap();
+        assert_eq!(dialog.remote_tag.as_deref(), Some("a1b2c3"));
+        assert_eq!(dialog.next_hop().unwrap().to_string(), "203.0.113.25:5060");
+        let cseq = dialog.next_cseq();
+        assert_eq!(cseq, 1);
+        let bye = uas_request(
+            &dialog,
+            "BYE",
+            "<sip:15555550123@out.didww.com>;tag=dlg1",
+            "127.0.0.1:5099",
+            "z9hG4bKbye",
+            cseq,
+            "uas",
+        );
+        let bye = request(&bye);
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.uri, "sip:15555550100@203.0.113.25:5060");
+        assert_eq!(bye.from_tag.as_deref(), Some("dlg1"));
+        assert_eq!(bye.to_tag.as_deref(), Some("a1b2c3"));
+        assert_eq!(bye.cseq, 1);
+        assert_eq!(bye.via_branch.as_deref(), Some("z9hG4bKbye"));
+        // Seen from the caller, that BYE belongs to its dialog.
+        let caller_dialog = Dialog {
+            call_id: p.call_id.clone(),
+            local_tag: p.from_tag.clone(),
+            remote_tag: Some("dlg1".into()),
+            remote_to: String::new(),
+            remote_target: String::new(),
+            route_set: Vec::new(),
+            invite_cseq: 2,
+            local_cseq: 2,
+        };
+        assert!(caller_dialog.matches(&bye));
+
+        let no_contact = Request {
+            contact: None,
+            ..inv
+        };
+        assert_eq!(
+            uas_dialog(&no_contact, "x"),
+            Err(Error::MissingHeader("Contact"))
+        );
     }
 }

@@ -1,7 +1,10 @@
-//! SIP for the voice channel (RFC 3261), sans-IO building blocks: messages (rsip is imported only
-//! under this module), digest authentication, SDP offer/answer and client transactions.
+//! SIP for the voice channel (RFC 3261): sans-IO building blocks (messages, digest
+//! authentication, SDP offer/answer, client transactions) and the [`transport::SipTransport`]
+//! actor owning the UDP socket.
 
 pub mod digest;
 pub mod message;
 pub mod sdp;
+pub mod timers;
 pub mod transaction;
+pub mod transport;

@@ -31,6 +31,8 @@ pub struct RequestRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: i64,
+    /// SIP Call-ID of the latest voice call.
+    pub sip_call_id: Option<String>,
 }
 
 /// Insert form.
@@ -121,6 +123,21 @@ pub fn attach_provider_id(
             otp_requests::provider_id.eq(provider_id),
             otp_requests::accepted_at.eq(accepted_at),
             otp_requests::updated_at.eq(accepted_at),
+        ))
+        .execute(conn)
+}
+
+/// Records the SIP Call-ID of the request's (latest) voice call.
+pub fn attach_call_id(
+    conn: &mut SqliteConnection,
+    id: &str,
+    call_id: &str,
+    at: i64,
+) -> QueryResult<usize> {
+    diesel::update(otp_requests::table.find(id))
+        .set((
+            otp_requests::sip_call_id.eq(call_id),
+            otp_requests::updated_at.eq(at),
         ))
         .execute(conn)
 }

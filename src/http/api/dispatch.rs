@@ -104,10 +104,10 @@ async fn dispatch(
     })))
 }
 
-/// True when the channel can deliver in this process. Voice arrives with the SIP user agent.
+/// True when the channel can deliver in this process.
 fn channel_configured(state: &ApiState, channel: Channel) -> bool {
     match channel {
         Channel::Sms => state.sms_enabled,
-        Channel::Voice => false,
+        Channel::Voice => state.sip_health.is_some(),
     }
 }
