@@ -434,3 +434,66 @@ async fn a_different_outcome_per_number() {
     gw.events.wait_for(ok, Completed).await;
     gw.events.wait_for(busy, Busy).await;
 }
+
+/// Sends `text` to the gateway's SIP port and returns the status line of its answer.
+async fn ask_sip(gw: &TestGateway, text: &str) -> String {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(text.as_bytes(), gw.gateway.sip_addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = tokio::time::timeout(PATIENCE, socket.recv_from(&mut buf))
+        .await
+        .expect("the gateway answers")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..len]).into_owned();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+fn request(method: &str, to_tag: bool) -> String {
+    let tag = if to_tag { ";tag=ours" } else { "" };
+    format!(
+        "{method} sip:15550100000@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{method}{to_tag}\r\n\
+         From: <sip:probe@127.0.0.1>;tag=theirs\r\n\
+         To: <sip:15550100000@127.0.0.1>{tag}\r\n\
+         Call-ID: unknown-{method}@probe\r\n\
+         CSeq: 1 {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[actix_rt::test]
+async fn requests_outside_any_call_get_the_right_answers() {
+    let mut gw = voice_gateway(|_| {}).await;
+    // A scanner's garbage is dropped without an answer and breaks nothing.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(b"\x16\x03\x01 not SIP at all", gw.gateway.sip_addr)
+        .await
+        .unwrap();
+    assert_eq!(
+        ask_sip(&gw, &request("OPTIONS", false)).await,
+        "SIP/2.0 200 OK"
+    );
+    assert_eq!(
+        ask_sip(&gw, &request("BYE", true)).await,
+        "SIP/2.0 481 Call/Transaction Does Not Exist"
+    );
+    assert_eq!(
+        ask_sip(&gw, &request("OPTIONS", true)).await,
+        "SIP/2.0 481 Call/Transaction Does Not Exist"
+    );
+    assert_eq!(
+        ask_sip(&gw, &request("INVITE", false)).await,
+        "SIP/2.0 603 Decline"
+    );
+    assert_eq!(
+        ask_sip(&gw, &request("MESSAGE", false)).await,
+        "SIP/2.0 405 Method Not Allowed"
+    );
+    // Calls still work afterwards.
+    let id = dispatch(&gw, "1234", &["voice"]).await;
+    gw.events.wait_for(id, Completed).await;
+}
