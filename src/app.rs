@@ -63,7 +63,7 @@ pub struct Gateway {
     /// Where the SIP socket listens.
     pub sip_addr: SocketAddr,
     /// The simulated DIDWW SIP trunk, in sandbox mode.
-    pub sandbox_trunk: Option<SandboxTrunk>,
+    pub sandbox_trunk: Option<Arc<SandboxTrunk>>,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -156,11 +156,12 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
             username: SANDBOX_SIP_USER.into(),
             password: SANDBOX_SIP_PASSWORD.into(),
             max_records: config.sandbox_records,
+            record_audio: config.sandbox_record_audio,
             t1: config.sip.t1,
             ..SandboxTrunkOptions::default()
         })
         .context("starting the sandbox SIP trunk")?;
-        Some(trunk)
+        Some(Arc::new(trunk))
     } else {
         None
     };
@@ -232,6 +233,7 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         started: Instant::now(),
         sms_enabled,
         sip_health: Some(voice.health.clone()),
+        sandbox_trunk: sandbox_trunk.clone(),
     });
     let server = HttpServer::new(move || {
         App::new()

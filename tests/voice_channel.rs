@@ -497,3 +497,53 @@ async fn requests_outside_any_call_get_the_right_answers() {
     let id = dispatch(&gw, "1234", &["voice"]).await;
     gw.events.wait_for(id, Completed).await;
 }
+
+#[actix_rt::test]
+async fn sandbox_voice_behaviours_can_be_set_over_the_api() {
+    let mut gw = voice_gateway(|_| {}).await;
+    let (status, body) = gw
+        .post(
+            "/sandbox/voice/behaviours",
+            json!({"destination": "+14155552672", "behaviour": {"kind": "reject", "code": 404}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["destinations"]["14155552672"]["kind"], "reject");
+    let (status, body) = gw
+        .post(
+            "/sandbox/voice/behaviours",
+            json!({"destination": "+1415", "behaviour": {"kind": "bogus"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+
+    let id = gw
+        .dispatch_ok(json!({"phone": "+14155552672", "code": "1234", "channels": ["voice"]}))
+        .await;
+    let failed = gw.events.wait_for(id, EventType::Failed).await;
+    assert_eq!(metadata(&failed, "sip_code"), json!(404));
+
+    let response = gw
+        .client
+        .get(format!("{}/sandbox/voice/calls", gw.url))
+        .insert_header(("X-API-Secret", common::SECRET))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::read_json(response).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["calls"][0]["destination"], "14155552672");
+    assert_eq!(body["calls"][0]["final_status"], 404);
+
+    let response = gw
+        .client
+        .get(format!("{}/sandbox/voice/calls", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403, "the secret is required");
+}

@@ -34,6 +34,8 @@ pub struct ApiState {
     pub sms_enabled: bool,
     /// Trunk reachability, when the voice channel is wired.
     pub sip_health: Option<actors::sip::transport::SipHealth>,
+    /// The simulated SIP trunk, in sandbox mode (its control routes).
+    pub sandbox_trunk: Option<std::sync::Arc<crate::sandbox::sip::SandboxTrunk>>,
 }
 
 /// Registers every API route.
@@ -54,6 +56,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/webhooks/auth", "POST").route(web::post().to(api::feedback::post_feedback)),
         )
         .service(resource("/webhooks/dlr", "POST").route(web::post().to(api::dlr::post_dlr)))
+        .service(
+            resource("/sandbox/voice/behaviours", "GET, POST, DELETE")
+                .route(web::get().to(api::sandbox_voice::get_behaviours))
+                .route(web::post().to(api::sandbox_voice::post_behaviours))
+                .route(web::delete().to(api::sandbox_voice::delete_behaviours)),
+        )
+        .service(
+            resource("/sandbox/voice/calls", "GET")
+                .route(web::get().to(api::sandbox_voice::get_calls)),
+        )
         .default_service(web::to(not_found));
 }
 

@@ -236,6 +236,14 @@ impl SandboxTrunk {
         lock(&self.shared.behaviours).clear();
     }
 
+    /// The default behaviour and the per-destination ones (by digits).
+    pub fn behaviours(&self) -> (VoiceBehaviour, HashMap<String, VoiceBehaviour>) {
+        (
+            lock(&self.shared.default_behaviour).clone(),
+            lock(&self.shared.behaviours).clone(),
+        )
+    }
+
     /// The behaviour a call to `destination_digits` would get now.
     pub fn behaviour_for(&self, destination_digits: &str) -> VoiceBehaviour {
         self.shared.behaviour_for(destination_digits)

@@ -5,4 +5,5 @@ pub mod dlr;
 pub mod feedback;
 pub mod health;
 pub mod requests;
+pub mod sandbox_voice;
 pub mod validate;
