@@ -74,15 +74,13 @@ Call-ID: c3@192.0.2.10\r\n";
     fn folded_headers_and_space_before_the_colon_are_read() {
         // §7.3.1: header values may continue on lines starting with whitespace, and whitespace
         // may precede the colon.
-        let folded = format!(
-            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.4:5060\r\n ;branch=z9hG4bK-9\r\n\
+        let folded = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.4:5060\r\n ;branch=z9hG4bK-9\r\n\
              From: <sip:a@192.0.2.10>;tag=a1\r\nTo : <sip:b@192.0.2.4>;tag=b2\r\n\
-             Call-ID: c3\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
-        );
-        let r = response(&folded);
+             Call-ID: c3\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let r = response(folded);
         assert_eq!(r.via_branch.as_deref(), Some("z9hG4bK-9"));
         assert_eq!(r.to_tag.as_deref(), Some("b2"));
-        assert!(rsip_reads(&folded).is_none());
+        assert!(rsip_reads(folded).is_none());
     }
 
     #[test]
