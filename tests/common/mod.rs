@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod hooks;
+pub mod sipp;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -720,7 +720,11 @@ impl CallActor {
         }
         let cseq = dialog.next_cseq();
         let branch = message::new_branch();
-        let bytes = message::bye(params, dialog, cseq, &branch, &self.auth);
+        // Fresh credentials for the BYE's own method and Request-URI with the next nonce count
+        // (RFC 2617 §3.2.2): the INVITE's would not verify for it.
+        let (uri, _) = dialog.request_target();
+        let auth = self.digest.authorize("BYE", &uri);
+        let bytes = message::bye(params, dialog, cseq, &branch, &auth);
         self.playback = None;
         self.bind(RouteKey::Branch(branch.clone()), ctx);
         self.start_non_invite((branch, "BYE"), bytes, hop, ctx);
