@@ -449,6 +449,10 @@ pub struct Config {
     /// How many requests/callbacks the sandbox carrier keeps for inspection (not an environment
     /// variable: 1,000 for `--sandbox`, more in tests, 0 in benchmarks).
     pub sandbox_records: usize,
+    /// Whether the sandbox SIP trunk keeps the payload of every RTP packet it receives (not an
+    /// environment variable: on for `--sandbox` and tests, which inspect the audio; off in
+    /// benchmarks, which need only arrival times and must not grow by 160 bytes per packet).
+    pub sandbox_record_audio: bool,
 }
 
 impl Config {
@@ -591,6 +595,7 @@ impl Config {
             },
             warnings: Vec::new(),
             sandbox_records: crate::sandbox::sms::MAX_RECORDS,
+            sandbox_record_audio: true,
         }
     }
 
@@ -638,10 +643,13 @@ impl Config {
         ];
         let sip = &self.sip;
         lines.push(format!(
-            "sip: trunk {} user {:?}, caller ID {}{}, public IP {}, SIP port {}/udp, RTP {}-{}/udp, \
-             ring timeout {}s, max call {}s",
-            if sip.host.is_empty() { "-" } else { &sip.host },
-            sip.username,
+            "sip: trunk {}, caller ID {}{}, public IP {}, SIP port {}/udp, RTP {}-{}/udp, \
+             ring timeout {}s, max call {}s, T1 {}ms, keepalive every {}s",
+            if self.is_sandbox() {
+                "simulated on loopback".to_owned()
+            } else {
+                format!("{} user {:?}", sip.host, sip.username)
+            },
             sip.caller_id,
             sip.caller_id_us_canada
                 .as_deref()
@@ -652,7 +660,9 @@ impl Config {
             sip.rtp_port_start,
             sip.rtp_port_end,
             sip.ring_timeout.as_secs(),
-            sip.max_call_duration.as_secs()
+            sip.max_call_duration.as_secs(),
+            sip.t1.as_millis(),
+            sip.options_interval.as_secs()
         ));
         lines.push(format!(
             "voice: template {:?}, speed {}, language {}, prompts {}",
@@ -882,6 +892,7 @@ fn build(v: &mut Vars<'_>, sandbox_flag: bool) -> Config {
         cdr,
         warnings: Vec::new(),
         sandbox_records: 1_000,
+        sandbox_record_audio: true,
     }
 }
 
