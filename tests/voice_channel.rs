@@ -17,7 +17,7 @@ use common::{TestGateway, PATIENCE, PHONE};
 use otp_gateway::config::{Config, PromptPart, VoiceSpeed, SANDBOX_CALLER_ID};
 use otp_gateway::db::models::request;
 use otp_gateway::sandbox::sip::{
-    CallOutcome, ChallengeMode, EndedBy, SandboxTrunk, TrunkCall, VoiceBehaviour,
+    CallOutcome, ChallengeMode, CodecChoice, EndedBy, SandboxTrunk, TrunkCall, VoiceBehaviour,
 };
 use otp_gateway::sandbox::sms::SmsBehaviour;
 use otp_gateway::voice::prompts::PromptClips;
@@ -546,4 +546,55 @@ async fn sandbox_voice_behaviours_can_be_set_over_the_api() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403, "the secret is required");
+}
+
+/// The decoded payload of every packet the trunk received, in order.
+fn heard(call: &TrunkCall) -> Vec<i16> {
+    let codec = call.codec.expect("negotiated codec");
+    call.rtp
+        .iter()
+        .flat_map(|p| p.payload.iter().map(move |b| codec.decode(*b)))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn an_a_law_answer_is_honoured() {
+    let mut gw = voice_gateway(|_| {}).await;
+    trunk(&gw).set_default_behaviour(VoiceBehaviour::answer().codec(CodecChoice::Pcma));
+    let id = dispatch(&gw, "9035", &["voice"]).await;
+    gw.events.wait_for(id, Completed).await;
+    let call = ended_call(&gw).await;
+    assert_eq!(call.codec, Some(Codec::Pcma));
+    assert!(call.rtp.iter().all(|p| p.payload_type == 8), "PCMA packets");
+    assert!(heard(&call) == expected_audio("9035", Codec::Pcma));
+}
+
+#[actix_rt::test]
+async fn a_late_answer_is_measured_as_ringing() {
+    let mut gw = voice_gateway(|c| c.sip.ring_timeout = Duration::from_secs(5)).await;
+    trunk(&gw).set_default_behaviour(VoiceBehaviour::answer().ring_for(Duration::from_millis(400)));
+    let id = dispatch(&gw, "1234", &["voice"]).await;
+    let answered = gw.events.wait_for(id, Answered).await;
+    assert!(metadata(&answered, "ring_duration_ms").as_u64().unwrap() >= 400);
+    gw.events.wait_for(id, Completed).await;
+}
+
+#[actix_rt::test]
+async fn us_and_canada_numbers_get_their_own_caller_id() {
+    let mut gw = voice_gateway(|c| c.sip.caller_id_us_canada = Some("12025550147".into())).await;
+    let us = dispatch(&gw, "1234", &["voice"]).await;
+    let uk = gw
+        .dispatch_ok(json!({"phone": "+442071838750", "code": "1234", "channels": ["voice"]}))
+        .await;
+    gw.events.wait_for(us, Completed).await;
+    gw.events.wait_for(uk, Completed).await;
+    let calls = trunk(&gw).calls();
+    let from = |dest: &str| {
+        calls
+            .iter()
+            .find(|c| c.destination == dest)
+            .map(|c| c.from_user.clone())
+    };
+    assert_eq!(from("14155552671").as_deref(), Some("12025550147"));
+    assert_eq!(from("442071838750").as_deref(), Some(SANDBOX_CALLER_ID));
 }
