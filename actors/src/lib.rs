@@ -18,9 +18,9 @@ pub mod rtp;
 pub mod services;
 pub mod sip;
 pub mod sms_actor;
-pub mod voice;
 pub mod status;
 pub mod store;
+pub mod voice;
 pub mod webhook;
 
 pub use domain::{Channel, EventType, Status};

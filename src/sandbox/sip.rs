@@ -53,7 +53,7 @@ mod wire;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -168,7 +168,7 @@ impl SandboxTrunk {
     /// Binds `options.bind` and starts the trunk on a dedicated thread. Returns once the socket is
     /// bound; fails if binding or building the thread's runtime fails.
     pub fn start(options: SandboxTrunkOptions) -> io::Result<SandboxTrunk> {
-        let socket = UdpSocket::bind(options.bind)?;
+        let socket = crate::voice::channel::bind_sip_socket(options.bind)?;
         socket.set_nonblocking(true)?;
         let mut addr = socket.local_addr()?;
         // Contact, Record-Route and SDP must name an address the gateway can reach.

@@ -12,10 +12,15 @@
 //! the call (the peer may sit behind NAT, or a media relay may answer from another port). It
 //! latches once: a later packet from elsewhere cannot redirect the call's audio (RTP hijacking).
 //!
+//! Streams are spread over the 20 ms cycle: a new stream starts in the millisecond slot of the
+//! cycle that has the fewest streams (at most 19 ms later). Calls answered in one burst would
+//! otherwise send their packets in the same timer tick, back to back, for their whole life.
+//!
 //! The call owns a [`PlaybackHandle`]; dropping it stops the stream at once.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -84,7 +89,62 @@ impl Drop for PlaybackHandle {
 #[derive(Debug, Clone)]
 pub struct MediaEngine {
     runtime: tokio::runtime::Handle,
-    _keep_alive: std::sync::Arc<Shutdown>,
+    phases: Arc<Phases>,
+    _keep_alive: Arc<Shutdown>,
+}
+
+/// Millisecond slots of the 20 ms packet cycle.
+const SLOTS: usize = 20;
+
+/// How many live streams send in each millisecond slot of the cycle, measured from `epoch`.
+#[derive(Debug)]
+struct Phases {
+    epoch: Instant,
+    load: Mutex<[u32; SLOTS]>,
+}
+
+impl Phases {
+    fn slot_of(&self, at: Instant) -> usize {
+        let ms = at.saturating_duration_since(self.epoch).as_millis();
+        usize::try_from(ms % SLOTS as u128).unwrap_or(0)
+    }
+
+    /// Picks the start of a new stream: the least loaded slot at or after `now` (ties: the
+    /// soonest), returned with a guard that frees the slot when the stream ends.
+    fn reserve(self: &Arc<Self>, now: Instant) -> (Instant, PhaseGuard) {
+        let current = self.slot_of(now);
+        let mut load = self.load.lock().unwrap_or_else(PoisonError::into_inner);
+        let (wait, slot) = (0..SLOTS)
+            .map(|wait| (wait, (current + wait) % SLOTS))
+            .min_by_key(|(wait, slot)| (load[*slot], *wait))
+            .unwrap_or((0, current));
+        load[slot] += 1;
+        let start = now + Duration::from_millis(wait as u64);
+        (
+            start,
+            PhaseGuard {
+                phases: Arc::clone(self),
+                slot,
+            },
+        )
+    }
+}
+
+/// Frees a stream's slot when it ends, however it ends.
+struct PhaseGuard {
+    phases: Arc<Phases>,
+    slot: usize,
+}
+
+impl Drop for PhaseGuard {
+    fn drop(&mut self) {
+        let mut load = self
+            .phases
+            .load
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        load[self.slot] = load[self.slot].saturating_sub(1);
+    }
 }
 
 /// Ends the media thread's runtime when the last engine clone goes.
@@ -116,7 +176,11 @@ impl MediaEngine {
             })?;
         Ok(Self {
             runtime: handle,
-            _keep_alive: std::sync::Arc::new(Shutdown(Some(stop))),
+            phases: Arc::new(Phases {
+                epoch: Instant::now(),
+                load: Mutex::new([0; SLOTS]),
+            }),
+            _keep_alive: Arc::new(Shutdown(Some(stop))),
         })
     }
 
@@ -127,9 +191,11 @@ impl MediaEngine {
         playback: Playback,
     ) -> (PlaybackHandle, mpsc::UnboundedReceiver<PlaybackEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
+        let (start, slot) = self.phases.reserve(Instant::now());
         let task = self.runtime.spawn(async move {
+            let _slot = slot;
             let failed = events.clone();
-            if let Err(err) = run(playback, events).await {
+            if let Err(err) = run(playback, start, events).await {
                 let _ = failed.send(PlaybackEvent::Failed(err.to_string()));
             }
         });
@@ -143,7 +209,11 @@ impl MediaEngine {
 }
 
 /// The pacing loop: one packet per deadline, reading the peer in between.
-async fn run(playback: Playback, events: mpsc::UnboundedSender<PlaybackEvent>) -> io::Result<()> {
+async fn run(
+    playback: Playback,
+    start: Instant,
+    events: mpsc::UnboundedSender<PlaybackEvent>,
+) -> io::Result<()> {
     let Playback {
         socket,
         mut remote,
@@ -156,14 +226,18 @@ async fn run(playback: Playback, events: mpsc::UnboundedSender<PlaybackEvent>) -
     let mut latched = false;
     let mut stats = PlaybackStats::default();
     let mut buffer = [0u8; RECEIVE_BUFFER];
-    let start = Instant::now();
 
+    // One timer for the whole stream, re-armed per frame: a fresh `Sleep` per loop pass would
+    // register and remove a timer-wheel entry for every packet the peer sends.
+    let sleep = tokio::time::sleep_until(start);
+    tokio::pin!(sleep);
     for frame in plan {
         let deadline = start + PACKET_INTERVAL * u32::try_from(frame.index).unwrap_or(u32::MAX);
+        sleep.as_mut().reset(deadline);
         loop {
             tokio::select! {
                 biased;
-                () = tokio::time::sleep_until(deadline) => break,
+                () = &mut sleep => break,
                 received = socket.recv_from(&mut buffer) => {
                     // A read error (an ICMP port unreachable surfacing as ECONNREFUSED) says
                     // nothing about our ability to send: keep pacing.
@@ -361,6 +435,36 @@ mod tests {
                 "a stopped stream must not finish"
             );
         }
+    }
+
+    #[test]
+    fn streams_spread_over_the_cycle_and_free_their_slot() {
+        let phases = Arc::new(Phases {
+            epoch: Instant::now(),
+            load: Mutex::new([0; SLOTS]),
+        });
+        let now = phases.epoch;
+        let guards: Vec<_> = (0..SLOTS).map(|_| phases.reserve(now)).collect();
+        let mut starts: Vec<u128> = guards
+            .iter()
+            .map(|(start, _)| start.duration_since(now).as_millis())
+            .collect();
+        starts.sort_unstable();
+        assert_eq!(
+            starts,
+            (0..SLOTS as u128).collect::<Vec<_>>(),
+            "one stream per slot"
+        );
+        // Every slot holds one; the next goes to the current millisecond again.
+        let (start, _extra) = phases.reserve(now);
+        assert_eq!(start, now);
+        drop(guards);
+        let load = phases.load.lock().unwrap();
+        assert_eq!(
+            load.iter().sum::<u32>(),
+            1,
+            "ended streams free their slots"
+        );
     }
 
     #[test]
