@@ -19,7 +19,7 @@
 //! in step.
 
 mod error;
-mod ipnet;
+
 mod secret;
 mod vars;
 
@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use actors::Channel;
 
+pub use actors::ipnet::IpNet;
 pub use error::{ConfigError, ConfigErrors};
-pub use ipnet::IpNet;
 pub use secret::Secret;
 use vars::{Vars, FILE_SUFFIX};
 

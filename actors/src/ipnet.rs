@@ -1,5 +1,5 @@
 //! [`IpNet`]: an IPv4 or IPv6 network (`10.0.0.0/8`, `2001:db8::/32`, or a single address) for
-//! `ADMIN_IP_WHITELIST`. A dozen lines of arithmetic do not justify a dependency.
+//! `ADMIN_IP_WHITELIST` and the fraud whitelist. A dozen lines of arithmetic do not justify a dependency.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
