@@ -47,6 +47,12 @@ pub enum AppError {
     /// None of the requested channels is configured.
     #[error("{0}")]
     ChannelUnavailable(String),
+    /// The per-phone limits of the fraud engine; retry after this many seconds.
+    #[error("Too many codes sent to this number; try again in {0} s")]
+    RateLimited(u64),
+    /// `FRAUD_ALLOWED_COUNTRIES` excludes the destination's country.
+    #[error("Destination country {0} is not allowed")]
+    CountryNotAllowed(String),
     /// A DIDWW callback body could not be understood.
     #[error("{0}")]
     InvalidCallback(String),
@@ -71,6 +77,8 @@ impl AppError {
             AppError::InvalidRequest { .. } => "invalid_request",
             AppError::InvalidPhone(_) => "invalid_phone",
             AppError::ChannelUnavailable(_) => "channel_unavailable",
+            AppError::RateLimited(_) => "rate_limited",
+            AppError::CountryNotAllowed(_) => "country_not_allowed",
             AppError::InvalidCallback(_) => "invalid_callback",
             AppError::Unavailable => "service_unavailable",
             AppError::Internal => "internal_error",
@@ -98,7 +106,10 @@ impl ResponseError for AppError {
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::ChannelUnavailable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::ChannelUnavailable(_) | AppError::CountryNotAllowed(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,8 +121,14 @@ impl ResponseError for AppError {
             body["field"] = json!(field);
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, AppError::Unavailable) {
-            response.insert_header(("Retry-After", "5"));
+        match self {
+            AppError::Unavailable => {
+                response.insert_header(("Retry-After", "5"));
+            }
+            AppError::RateLimited(secs) => {
+                response.insert_header(("Retry-After", secs.max(&1).to_string()));
+            }
+            _ => {}
         }
         response.json(body)
     }
@@ -151,6 +168,23 @@ mod tests {
         assert_eq!(
             body,
             json!({"error": "forbidden", "message": "Invalid API secret"})
+        );
+    }
+
+    #[test]
+    fn fraud_refusals_have_stable_codes_and_retry_after() {
+        let response = AppError::RateLimited(42).error_response();
+        assert_eq!(response.status().as_u16(), 429);
+        assert_eq!(
+            response.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("42")
+        );
+        let (status, body) = body_of(AppError::RateLimited(42));
+        assert_eq!((status, body["error"].as_str()), (429, Some("rate_limited")));
+        let (status, body) = body_of(AppError::CountryNotAllowed("NG".into()));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (422, Some("country_not_allowed"))
         );
     }
 

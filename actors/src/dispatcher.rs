@@ -338,6 +338,7 @@ impl Handler<Dispatch> for Dispatcher {
             max_cost_micros: order.max_cost_micros,
             created_at: now,
             expires_at: now.saturating_add(ttl),
+            fraud: None,
         };
         let stored = self.services.sink.store.insert_request(new);
         let (phone, code, plan) = (order.phone, order.code, order.plan);

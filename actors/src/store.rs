@@ -53,6 +53,47 @@ pub struct NewRequest {
     pub created_at: i64,
     /// Expiry time, ms.
     pub expires_at: i64,
+    /// The fraud decision, when the engine ran.
+    pub fraud: Option<FraudRecord>,
+}
+
+/// A fraud decision as stored with its request (operator-only: never in webhooks or the API).
+#[derive(Debug, Clone)]
+pub struct FraudRecord {
+    /// `allow` or `shadow_ban` (what the engine concluded, even when not enforced).
+    pub verdict: String,
+    /// Total points.
+    pub score: u32,
+    /// False in monitor mode.
+    pub enforced: bool,
+    /// JSON: the rules that fired with their points and inputs, whether whitelisted.
+    pub details: String,
+    /// What a shadow-banned request would have cost, micro-dollars.
+    pub savings_micros: Option<i64>,
+    /// The request is simulated (enforced shadow ban): nothing reaches the carrier, now or after a
+    /// restart.
+    pub shadow_banned: bool,
+}
+
+/// A refused dispatch's decision (429 `rate_limited` or 422 `country_not_allowed`); no request
+/// row exists for it.
+#[derive(Debug, Clone)]
+pub struct FraudRefusal {
+    /// `+E164`.
+    pub phone: String,
+    /// End-user IP, if given.
+    pub ip: Option<String>,
+    /// `rate_limited` or `country_not_allowed`.
+    pub verdict: String,
+    /// Total points of the scored rules (0 when refused before scoring).
+    pub score: u32,
+    /// False in monitor mode (then the dispatch was delivered anyway and this is a record of
+    /// what would have happened).
+    pub enforced: bool,
+    /// JSON, as in [`FraudRecord::details`].
+    pub details: String,
+    /// When, ms.
+    pub at: i64,
 }
 
 /// One event to record against a request.
@@ -240,6 +281,8 @@ pub struct ResumableRequest {
     pub status: Status,
     /// Expiry, ms.
     pub expires_at: i64,
+    /// Shadow-banned: resume as a simulation, never as a real delivery.
+    pub shadow_banned: bool,
 }
 
 /// The persistence port.
@@ -257,6 +300,8 @@ pub trait Store: Send + Sync + 'static {
         provider_id: ProviderMessageId,
         at: i64,
     ) -> StoreFuture<()>;
+    /// Stores the decision of a refused dispatch (no request row exists for it).
+    fn record_fraud_refusal(&self, refusal: FraudRefusal) -> StoreFuture<()>;
     /// Records the SIP Call-ID of the voice call of `attempt` (CDRs are matched by it).
     fn attach_call_id(
         &self,

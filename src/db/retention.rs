@@ -89,6 +89,7 @@ mod tests {
             max_cost_micros: None,
             created_at,
             expires_at: created_at + 600_000,
+            fraud: None,
         }
     }
 

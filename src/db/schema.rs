@@ -37,6 +37,68 @@ diesel::table! {
         updated_at -> BigInt,
         expires_at -> BigInt,
         sip_call_id -> Nullable<Text>,
+        fraud_verdict -> Nullable<Text>,
+        fraud_score -> Nullable<Integer>,
+        fraud_enforced -> Nullable<Bool>,
+        fraud_details -> Nullable<Text>,
+        fraud_savings_micros -> Nullable<BigInt>,
+        shadow_banned -> Bool,
+    }
+}
+
+diesel::table! {
+    fraud_refusals (id) {
+        id -> BigInt,
+        phone -> Text,
+        ip -> Nullable<Text>,
+        verdict -> Text,
+        score -> Integer,
+        enforced -> Bool,
+        details -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    asn_blocklist (asn) {
+        asn -> BigInt,
+        org -> Text,
+        category -> Text,
+        source -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    irsf_prefixes (prefix) {
+        prefix -> Text,
+        note -> Text,
+        source -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    fraud_whitelist (entry) {
+        entry -> Text,
+        kind -> Text,
+        note -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    fraud_state (id) {
+        id -> Integer,
+        snapshot -> Text,
+        saved_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    meta (key) {
+        key -> Text,
+        value -> Text,
     }
 }
 

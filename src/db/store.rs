@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use actors::status;
 use actors::store::{
-    AttemptOutcome, CallbackRecord, NewEvent, NewRequest, OutboxItem, ProviderMatch, RecordedEvent,
-    ResumableRequest, Store, StoreError, StoreFuture, WebhookAttempt,
+    AttemptOutcome, CallbackRecord, FraudRefusal, NewEvent, NewRequest, OutboxItem, ProviderMatch,
+    RecordedEvent, ResumableRequest, Store, StoreError, StoreFuture, WebhookAttempt,
 };
 use actors::{Channel, EventType, ProviderMessageId, RequestId, Status};
 
@@ -141,6 +141,15 @@ fn insert_request(
         created_at: req.created_at,
         updated_at: req.created_at,
         expires_at: req.expires_at,
+        fraud_verdict: req.fraud.as_ref().map(|f| f.verdict.as_str()),
+        fraud_score: req
+            .fraud
+            .as_ref()
+            .map(|f| i32::try_from(f.score).unwrap_or(i32::MAX)),
+        fraud_enforced: req.fraud.as_ref().map(|f| f.enforced),
+        fraud_details: req.fraud.as_ref().map(|f| f.details.as_str()),
+        fraud_savings_micros: req.fraud.as_ref().and_then(|f| f.savings_micros),
+        shadow_banned: req.fraud.as_ref().is_some_and(|f| f.shadow_banned),
     };
     request::insert(conn, &form)?;
     cache.put(
@@ -430,6 +439,7 @@ fn resumable(row: request::RequestRow) -> Option<ResumableRequest> {
         accepted_at: row.accepted_at,
         status: parse_status(&row.status),
         expires_at: row.expires_at,
+        shadow_banned: row.shadow_banned,
     })
 }
 
@@ -459,6 +469,13 @@ impl Store for DbStore {
             if changed == 0 {
                 return Err(WriteError::Refused(StoreError::UnknownRequest));
             }
+            Ok(())
+        })
+    }
+
+    fn record_fraud_refusal(&self, refusal: FraudRefusal) -> StoreFuture<()> {
+        self.write(move |conn, _| {
+            crate::db::models::fraud::insert_refusal(conn, &refusal)?;
             Ok(())
         })
     }

@@ -9,6 +9,7 @@
 //! ([`Decision`]), so an operator can see why.
 
 pub mod actor;
+pub mod admission;
 pub mod engine;
 pub mod rules;
 pub mod state;

@@ -2,5 +2,6 @@
 
 pub mod callback;
 pub mod event;
+pub mod fraud;
 pub mod request;
 pub mod webhook;

@@ -33,6 +33,12 @@ pub struct RequestRow {
     pub expires_at: i64,
     /// SIP Call-ID of the latest voice call.
     pub sip_call_id: Option<String>,
+    pub fraud_verdict: Option<String>,
+    pub fraud_score: Option<i32>,
+    pub fraud_enforced: Option<bool>,
+    pub fraud_details: Option<String>,
+    pub fraud_savings_micros: Option<i64>,
+    pub shadow_banned: bool,
 }
 
 /// Insert form.
@@ -53,6 +59,12 @@ pub struct RequestInsertForm<'a> {
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: i64,
+    pub fraud_verdict: Option<&'a str>,
+    pub fraud_score: Option<i32>,
+    pub fraud_enforced: Option<bool>,
+    pub fraud_details: Option<&'a str>,
+    pub fraud_savings_micros: Option<i64>,
+    pub shadow_banned: bool,
 }
 
 /// Status/channel update form applied after an event.

@@ -74,7 +74,7 @@ async fn dispatch(
         .ip
         .or_else(|| client_ip(&req, state.config.trust_proxy));
     let order = DispatchOrder {
-        phone: input.phone.clone(),
+        phone: input.phone.e164.clone(),
         code: input.code,
         channels_requested: requested,
         plan,
@@ -100,7 +100,7 @@ async fn dispatch(
         "status": "sending",
         "request_id": accepted.request_id,
         "channel": accepted.channel,
-        "phone": input.phone,
+        "phone": input.phone.e164,
     })))
 }
 

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use actors::fraud::NumberKind;
 use actors::webhook::ssrf;
 use actors::Channel;
 
@@ -15,8 +16,8 @@ pub const MAX_SESSION_ID: usize = 128;
 /// A validated dispatch body.
 #[derive(Debug, Clone)]
 pub struct DispatchInput {
-    /// `+E164`.
-    pub phone: String,
+    /// `+E164` with its country and type.
+    pub phone: Phone,
     /// 4–8 digits.
     pub code: String,
     /// As given, or `None` for the default.
@@ -42,8 +43,19 @@ fn optional_string<'a>(
     }
 }
 
+/// A valid destination and what libphonenumber knows about it (for the fraud engine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone {
+    /// `+E164`.
+    pub e164: String,
+    /// ISO 3166 alpha-2 country, when the number belongs to one (not to a global service).
+    pub country: Option<String>,
+    /// Number type.
+    pub kind: NumberKind,
+}
+
 /// Normalises and validates a phone number to `+E164` (libphonenumber rules).
-pub fn phone(raw: &str) -> Result<String, AppError> {
+pub fn phone(raw: &str) -> Result<Phone, AppError> {
     let trimmed = raw.trim();
     let digits = trimmed.strip_prefix('+').unwrap_or(trimmed);
     if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -58,7 +70,29 @@ pub fn phone(raw: &str) -> Result<String, AppError> {
             "phone is not a valid, routable phone number".into(),
         ));
     }
-    Ok(parsed.format().mode(phonenumber::Mode::E164).to_string())
+    Ok(Phone {
+        e164: parsed.format().mode(phonenumber::Mode::E164).to_string(),
+        country: parsed.country().id().map(|id| id.as_ref().to_owned()),
+        kind: number_kind(parsed.number_type(&phonenumber::metadata::DATABASE)),
+    })
+}
+
+fn number_kind(kind: phonenumber::Type) -> NumberKind {
+    use phonenumber::Type;
+    match kind {
+        Type::Mobile => NumberKind::Mobile,
+        Type::FixedLine => NumberKind::FixedLine,
+        Type::FixedLineOrMobile => NumberKind::FixedLineOrMobile,
+        Type::TollFree => NumberKind::TollFree,
+        Type::PremiumRate => NumberKind::PremiumRate,
+        Type::SharedCost => NumberKind::SharedCost,
+        Type::Voip => NumberKind::Voip,
+        Type::PersonalNumber => NumberKind::PersonalNumber,
+        Type::Pager => NumberKind::Pager,
+        Type::Uan => NumberKind::Uan,
+        Type::Voicemail => NumberKind::Voicemail,
+        _ => NumberKind::Unknown,
+    }
 }
 
 /// Validates the whole body.
@@ -195,8 +229,19 @@ mod tests {
             json!({"phone": "14155552671", "code": "0123", "channels": ["sms"]}),
         ))
         .unwrap();
-        assert_eq!(input.phone, "+14155552671");
+        assert_eq!(input.phone.e164, "+14155552671");
+        assert_eq!(input.phone.country.as_deref(), Some("US"));
         assert_eq!(input.code, "0123");
+    }
+
+    #[test]
+    fn reports_the_country_and_type_the_fraud_rules_need() {
+        // A UK mobile and a UK premium-rate number.
+        let mobile = phone("+447400123456").unwrap();
+        assert_eq!((mobile.country.as_deref(), mobile.kind), (Some("GB"), NumberKind::Mobile));
+        let premium = phone("+449098790000").unwrap();
+        assert_eq!(premium.kind, NumberKind::PremiumRate);
+        assert!(premium.kind.is_irsf_type());
     }
 
     #[test]

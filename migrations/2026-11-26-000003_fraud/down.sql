@@ -1,0 +1,13 @@
+DROP TABLE meta;
+DROP TABLE fraud_state;
+DROP TABLE fraud_whitelist;
+DROP TABLE irsf_prefixes;
+DROP TABLE asn_blocklist;
+DROP TABLE fraud_refusals;
+DROP INDEX idx_otp_requests_shadow;
+ALTER TABLE otp_requests DROP COLUMN shadow_banned;
+ALTER TABLE otp_requests DROP COLUMN fraud_savings_micros;
+ALTER TABLE otp_requests DROP COLUMN fraud_details;
+ALTER TABLE otp_requests DROP COLUMN fraud_enforced;
+ALTER TABLE otp_requests DROP COLUMN fraud_score;
+ALTER TABLE otp_requests DROP COLUMN fraud_verdict;
