@@ -64,6 +64,8 @@ pub struct Gateway {
     pub sip_addr: SocketAddr,
     /// The simulated DIDWW SIP trunk, in sandbox mode.
     pub sandbox_trunk: Option<Arc<SandboxTrunk>>,
+    /// The fraud engine, unless `FRAUD_ENABLED=false`.
+    pub fraud: Option<crate::fraud::setup::Fraud>,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -94,6 +96,11 @@ impl Gateway {
         self.webhooks.do_send(Flush(done));
         if tokio::time::timeout(SHUTDOWN_FLUSH, flushed).await.is_err() {
             tracing::warn!("webhooks still due at shutdown; they resume on next start");
+        }
+        if let Some(fraud) = &self.fraud {
+            if let Err(err) = fraud.save_snapshot().await {
+                tracing::error!(error = %err, "fraud state not saved at shutdown");
+            }
         }
         // Everything queued for the database before this point is committed before we return.
         if let Err(err) = self.store.writer_barrier().await {
@@ -221,8 +228,14 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
             // arrived: at most as long as one submission may take.
             callback_patience: config.sms.api_timeout,
         },
+        timings: Arc::default(),
     });
-    let dispatcher = Dispatcher::new(services).start();
+    let fraud = crate::fraud::setup::start(&config, &store).await?;
+    let dispatcher = match &fraud {
+        Some(fraud) => Dispatcher::new(services).with_fraud(fraud.actor.clone()),
+        None => Dispatcher::new(services),
+    }
+    .start();
 
     schedule_retention(store.clone(), config.data_retention_days);
 
@@ -260,6 +273,7 @@ pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         voice: voice.channel,
         sip_addr,
         sandbox_trunk,
+        fraud,
         server: handle,
     })
 }

@@ -176,11 +176,17 @@ mod tests {
         let response = AppError::RateLimited(42).error_response();
         assert_eq!(response.status().as_u16(), 429);
         assert_eq!(
-            response.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
             Some("42")
         );
         let (status, body) = body_of(AppError::RateLimited(42));
-        assert_eq!((status, body["error"].as_str()), (429, Some("rate_limited")));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (429, Some("rate_limited"))
+        );
         let (status, body) = body_of(AppError::CountryNotAllowed("NG".into()));
         assert_eq!(
             (status, body["error"].as_str()),

@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fraud;
 pub mod healthcheck;
 pub mod http;
 pub mod keys;

@@ -6,6 +6,7 @@
 //! [`StopAccepting`] and [`CountLive`].
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -14,12 +15,17 @@ use serde_json::json;
 use crate::clock::now_ms;
 use crate::didww_sms::SmsCallback;
 use crate::domain::Channel;
+use crate::fraud::actor::{self as fraud_actor, FraudActor};
+use crate::fraud::admission::{self, Origin, Origins};
+use crate::fraud::engine::{Feedback as FraudFeedback, FeedbackOutcome};
+use crate::fraud::{Decision, FraudInput, NumberKind, Verdict};
 use crate::ids::RequestId;
 use crate::otp_request::{
     callback_record, expiry_event, feedback_event, sms_callback_event, ApplyFeedback, Expire,
     OtpRequest, RequestFinished, SmsReport, StartPoint,
 };
 use crate::services::RequestServices;
+use crate::shadow::request::ShadowRequest;
 use crate::status::proposed_status;
 use crate::store::{NewRequest, ProviderMatch, RecordedEvent, StoreError};
 
@@ -27,6 +33,36 @@ use crate::store::{NewRequest, ProviderMatch, RecordedEvent, StoreError};
 const STARTUP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most expiries handled per sweep.
 const EXPIRY_BATCH: i64 = 1_000;
+/// Most request origins kept for fraud feedback (≈ 100 bytes each).
+const ORIGINS_KEPT: usize = 200_000;
+
+/// A live request actor: a real delivery or a shadow-banned twin; both take feedback and expiry.
+#[derive(Clone)]
+enum LiveRequest {
+    Real(Addr<OtpRequest>),
+    Shadow(Addr<ShadowRequest>),
+}
+
+impl LiveRequest {
+    fn feedback(
+        &self,
+        msg: ApplyFeedback,
+    ) -> ResponseFuture<Result<Result<Arc<RecordedEvent>, StoreError>, MailboxError>> {
+        match self {
+            LiveRequest::Real(a) => Box::pin(a.send(msg)),
+            LiveRequest::Shadow(a) => Box::pin(a.send(msg)),
+        }
+    }
+
+    fn expire(
+        &self,
+    ) -> ResponseFuture<Result<Result<Arc<RecordedEvent>, StoreError>, MailboxError>> {
+        match self {
+            LiveRequest::Real(a) => Box::pin(a.send(Expire)),
+            LiveRequest::Shadow(a) => Box::pin(a.send(Expire)),
+        }
+    }
+}
 
 /// A validated request to deliver.
 #[derive(Debug, Clone)]
@@ -43,10 +79,16 @@ pub struct DispatchOrder {
     pub session_id: Option<String>,
     /// Client webhook URL (syntax already checked).
     pub webhook_url: Option<String>,
-    /// End-user IP.
+    /// IP stored with the request: the end user's, else the API caller's.
     pub client_ip: Option<String>,
     /// Cost ceiling, micro-dollars.
     pub max_cost_micros: Option<i64>,
+    /// The end user's IP as the client gave it (`ip`): the only IP the fraud rules score.
+    pub end_user_ip: Option<IpAddr>,
+    /// Destination country (ISO alpha-2), from libphonenumber.
+    pub phone_country: Option<String>,
+    /// Destination number type, from libphonenumber.
+    pub number_kind: NumberKind,
 }
 
 /// The answer to an accepted dispatch.
@@ -70,6 +112,15 @@ pub enum DispatchError {
     /// The gateway is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// The per-phone limit (429).
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// `FRAUD_ALLOWED_COUNTRIES` excludes the destination (422).
+    #[error("country {0} not allowed")]
+    CountryNotAllowed(String),
 }
 
 /// Accept a request.
@@ -121,7 +172,9 @@ pub struct CountLive;
 /// The dispatcher actor.
 pub struct Dispatcher {
     services: Arc<RequestServices>,
-    live: HashMap<RequestId, Addr<OtpRequest>>,
+    fraud: Option<Addr<FraudActor>>,
+    origins: Origins,
+    live: HashMap<RequestId, LiveRequest>,
     expiring: HashSet<RequestId>,
     sweeping: bool,
     accepting: bool,
@@ -132,11 +185,115 @@ impl Dispatcher {
     pub fn new(services: Arc<RequestServices>) -> Self {
         Self {
             services,
+            fraud: None,
+            origins: Origins::new(ORIGINS_KEPT),
             live: HashMap::new(),
             expiring: HashSet::new(),
             sweeping: false,
             accepting: true,
         }
+    }
+
+    /// Evaluates every dispatch with `fraud` before anything is stored or sent.
+    pub fn with_fraud(mut self, fraud: Addr<FraudActor>) -> Self {
+        self.fraud = Some(fraud);
+        self
+    }
+
+    fn spawn_shadow(
+        &mut self,
+        id: RequestId,
+        plan: Vec<Channel>,
+        resumed_after: Option<crate::domain::EventType>,
+        ctx: &mut Context<Self>,
+    ) {
+        let twin = ShadowRequest::new(
+            id,
+            plan,
+            Arc::clone(&self.services),
+            ctx.address().recipient(),
+        )
+        .resuming_after(resumed_after);
+        self.live.insert(id, LiveRequest::Shadow(twin.start()));
+    }
+
+    /// Tells the fraud engine how a request ended for its user (reputation, prefix breaker).
+    fn teach_fraud(&mut self, id: RequestId, outcome: FeedbackOutcome) {
+        let Some(fraud) = &self.fraud else { return };
+        let origin = match outcome {
+            // A rejection may still be followed by the right code: keep the origin.
+            FeedbackOutcome::Rejected => self.origins.get(&id).cloned(),
+            _ => self.origins.remove(&id),
+        };
+        if let Some(origin) = origin {
+            fraud.do_send(fraud_actor::ApplyFeedback(FraudFeedback {
+                phone: origin.phone,
+                ip: origin.ip,
+                outcome,
+                now_ms: now_ms(),
+            }));
+        }
+    }
+
+    /// Stores the request (with its fraud decision) and starts its actor: a real delivery, or the
+    /// shadow twin of an enforced ban.
+    fn accept(
+        &mut self,
+        order: DispatchOrder,
+        decision: Option<Decision>,
+    ) -> ResponseActFuture<Self, Result<Accepted, DispatchError>> {
+        let Some(first) = order.plan.first().copied() else {
+            return Box::pin(fut::ready(Err(DispatchError::Vault)));
+        };
+        let id = RequestId::new_random();
+        let vault = &self.services.vault;
+        let Ok(sealed) = vault.seal(id, &order.code) else {
+            return Box::pin(fut::ready(Err(DispatchError::Vault)));
+        };
+        let now = now_ms();
+        let ttl = i64::try_from(self.services.settings.otp_ttl.as_millis()).unwrap_or(i64::MAX);
+        let fraud = decision.as_ref().map(|d| admission::record(d, first));
+        let shadow = fraud.as_ref().is_some_and(|f| f.shadow_banned);
+        let new = NewRequest {
+            id,
+            phone: order.phone.clone(),
+            code_hash: vault.hash(&order.code),
+            code_sealed: sealed,
+            channels_requested: order.channels_requested,
+            plan: order.plan.clone(),
+            session_id: order.session_id,
+            webhook_url: order.webhook_url,
+            client_ip: order.client_ip,
+            max_cost_micros: order.max_cost_micros,
+            created_at: now,
+            expires_at: now.saturating_add(ttl),
+            fraud,
+        };
+        let stored = self.services.sink.store.insert_request(new);
+        let (phone, code, plan, ip) = (order.phone, order.code, order.plan, order.end_user_ip);
+        Box::pin(stored.into_actor(self).map(move |result, act, ctx| {
+            result?;
+            // A shadow-banned request teaches nothing more: its ban already marked the subnet,
+            // and its expiry would punish the subnet a second time.
+            if act.fraud.is_some() && !shadow {
+                act.origins.insert(
+                    id,
+                    Origin {
+                        phone: phone.clone(),
+                        ip,
+                    },
+                );
+            }
+            if shadow {
+                act.spawn_shadow(id, plan, None, ctx);
+            } else {
+                act.spawn_request(id, phone, code, plan, StartPoint::Fresh, ctx);
+            }
+            Ok(Accepted {
+                request_id: id,
+                channel: first,
+            })
+        }))
     }
 
     fn spawn_request(
@@ -157,7 +314,7 @@ impl Dispatcher {
             Arc::clone(&self.services),
             ctx.address().recipient(),
         );
-        self.live.insert(id, actor.start());
+        self.live.insert(id, LiveRequest::Real(actor.start()));
     }
 
     fn resume_unfinished(&mut self, ctx: &mut Context<Self>) {
@@ -176,6 +333,11 @@ impl Dispatcher {
                         tracing::error!(request_id = %req.id, "cannot resume: code not recoverable (server key changed?)");
                         continue;
                     };
+                    if req.shadow_banned {
+                        // Never a real delivery, also not after a restart.
+                        act.spawn_shadow(req.id, req.plan, req.channel_status, ctx);
+                        continue;
+                    }
                     let start = StartPoint::Resume {
                         attempt: req.attempt,
                         channel_status: req.channel_status,
@@ -226,10 +388,11 @@ impl Dispatcher {
                 if !act.expiring.insert(id) {
                     continue;
                 }
+                act.teach_fraud(id, FeedbackOutcome::ExpiredUnverified);
                 let stored: ResponseFuture<Result<Arc<RecordedEvent>, StoreError>> =
                     match act.live.get(&id) {
                         Some(actor) => {
-                            let sent = actor.send(Expire);
+                            let sent = actor.expire();
                             let services = Arc::clone(&act.services);
                             Box::pin(async move {
                                 match sent.await {
@@ -315,41 +478,65 @@ impl Handler<Dispatch> for Dispatcher {
         if !self.accepting {
             return Box::pin(fut::ready(Err(DispatchError::ShuttingDown)));
         }
-        let Some(first) = order.plan.first().copied() else {
-            return Box::pin(fut::ready(Err(DispatchError::Vault)));
+        let Some(fraud) = self.fraud.clone() else {
+            return self.accept(order, None);
         };
-        let id = RequestId::new_random();
-        let vault = &self.services.vault;
-        let Ok(sealed) = vault.seal(id, &order.code) else {
-            return Box::pin(fut::ready(Err(DispatchError::Vault)));
-        };
-        let now = now_ms();
-        let ttl = i64::try_from(self.services.settings.otp_ttl.as_millis()).unwrap_or(i64::MAX);
-        let new = NewRequest {
-            id,
+        let input = FraudInput {
             phone: order.phone.clone(),
-            code_hash: vault.hash(&order.code),
-            code_sealed: sealed,
-            channels_requested: order.channels_requested,
-            plan: order.plan.clone(),
-            session_id: order.session_id,
-            webhook_url: order.webhook_url,
-            client_ip: order.client_ip,
-            max_cost_micros: order.max_cost_micros,
-            created_at: now,
-            expires_at: now.saturating_add(ttl),
-            fraud: None,
+            phone_country: order.phone_country.clone(),
+            number_kind: order.number_kind,
+            ip: order.end_user_ip,
+            channel: order.plan.first().copied().unwrap_or(Channel::Sms),
+            now_ms: now_ms(),
         };
-        let stored = self.services.sink.store.insert_request(new);
-        let (phone, code, plan) = (order.phone, order.code, order.plan);
-        Box::pin(stored.into_actor(self).map(move |result, act, ctx| {
-            result?;
-            act.spawn_request(id, phone, code, plan, StartPoint::Fresh, ctx);
-            Ok(Accepted {
-                request_id: id,
-                channel: first,
-            })
-        }))
+        Box::pin(
+            fraud
+                .send(fraud_actor::Evaluate(input))
+                .into_actor(self)
+                .then(move |evaluated, act, _| {
+                    let decision = match evaluated {
+                        Ok(decision) => decision,
+                        Err(_) => {
+                            // The engine is gone (shutdown race): an OTP delivered unscored beats
+                            // an outage for every user.
+                            tracing::error!("fraud engine unavailable; request accepted unscored");
+                            return act.accept(order, None);
+                        }
+                    };
+                    let refused = match decision.applied() {
+                        Verdict::RateLimited { retry_after_secs } => {
+                            Some(DispatchError::RateLimited {
+                                retry_after_secs: *retry_after_secs,
+                            })
+                        }
+                        Verdict::CountryNotAllowed { country } => {
+                            Some(DispatchError::CountryNotAllowed(country.clone()))
+                        }
+                        Verdict::Allow | Verdict::ShadowBan => None,
+                    };
+                    match refused {
+                        Some(err) => {
+                            let refusal = admission::refusal(
+                                &decision,
+                                &order.phone,
+                                order.end_user_ip,
+                                now_ms(),
+                            );
+                            let stored = act.services.sink.store.record_fraud_refusal(refusal);
+                            Box::pin(
+                                async move {
+                                    if let Err(e) = stored.await {
+                                        tracing::error!(error = %e, "fraud refusal not stored");
+                                    }
+                                    Err(err)
+                                }
+                                .into_actor(act),
+                            )
+                        }
+                        None => act.accept(order, Some(decision)),
+                    }
+                }),
+        )
     }
 }
 
@@ -388,7 +575,7 @@ impl Handler<SmsCallbackReceived> for Dispatcher {
                     Box::pin(async move { stored.await.map(|()| CallbackAck::UnknownMessage) })
                 }
                 Ok(Some(found)) => match act.live.get(&found.request_id) {
-                    Some(actor) => {
+                    Some(LiveRequest::Real(actor)) => {
                         // Kept for the case the actor stops before it reads the report.
                         let (callback, raw_body) = (msg.callback.clone(), msg.raw_body.clone());
                         let sent = actor.send(SmsReport {
@@ -412,7 +599,10 @@ impl Handler<SmsCallbackReceived> for Dispatcher {
                             }
                         })
                     }
-                    None => record_settled_callback(&act.services, found, msg.callback, msg.raw_body),
+                    // A shadow twin has no provider ids; the match would be a stale row.
+                    Some(LiveRequest::Shadow(_)) | None => {
+                        record_settled_callback(&act.services, found, msg.callback, msg.raw_body)
+                    }
                 },
             };
             outcome.into_actor(act)
@@ -424,9 +614,15 @@ impl Handler<Feedback> for Dispatcher {
     type Result = ResponseFuture<Result<Arc<RecordedEvent>, StoreError>>;
 
     fn handle(&mut self, msg: Feedback, _: &mut Context<Self>) -> Self::Result {
+        let outcome = if msg.success {
+            FeedbackOutcome::Verified
+        } else {
+            FeedbackOutcome::Rejected
+        };
+        self.teach_fraud(msg.request_id, outcome);
         match self.live.get(&msg.request_id) {
             Some(actor) => {
-                let sent = actor.send(ApplyFeedback {
+                let sent = actor.feedback(ApplyFeedback {
                     success: msg.success,
                 });
                 let sink = self.services.sink.clone();

@@ -18,6 +18,7 @@ pub mod otp_request;
 pub mod provider_index;
 pub mod rtp;
 pub mod services;
+pub mod shadow;
 pub mod sip;
 pub mod sms_actor;
 pub mod status;

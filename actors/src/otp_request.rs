@@ -141,6 +141,8 @@ impl OtpRequest {
         &self,
         event: NewEvent,
     ) -> impl Future<Output = Result<Arc<RecordedEvent>, StoreError>> + 'static {
+        // Real deliveries teach shadow twins their timing (SPEC §8).
+        self.services.timings.observe(&event);
         self.services.sink.record(event)
     }
 
@@ -491,7 +493,11 @@ impl Handler<CallUpdate> for OtpRequest {
 /// The voice channel event of a call update: timings, `otp_played`, the SIP code and reason and a
 /// stable error code in `metadata` (SPEC §7); the Call-ID stays in the operator-only `internal`
 /// data.
-fn call_event(request_id: RequestId, update: &CallUpdate, proposed: Option<Status>) -> NewEvent {
+pub(crate) fn call_event(
+    request_id: RequestId,
+    update: &CallUpdate,
+    proposed: Option<Status>,
+) -> NewEvent {
     let mut event = NewEvent::channel_event(
         request_id,
         Channel::Voice,

@@ -41,4 +41,6 @@ pub struct RequestServices {
     pub vault: Arc<CodeVault>,
     /// Settings.
     pub settings: DeliverySettings,
+    /// Step delays of recent real deliveries, fed by the request actors, drawn by shadow twins.
+    pub timings: Arc<crate::shadow::DeliveryTimings>,
 }

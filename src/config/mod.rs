@@ -83,6 +83,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "FRAUD_SHADOW_BAN_THRESHOLD",
     "FRAUD_GEO_MISMATCH_PENALTY",
     "FRAUD_ALLOWED_COUNTRIES",
+    "FRAUD_WHITELIST",
     "ASN_DB_PATH",
     "GEOIP_DB_PATH",
     // Admin
@@ -345,6 +346,11 @@ pub struct FraudConfig {
     pub geo_mismatch_penalty: u32,
     /// Upper-case ISO 3166 alpha-2 codes; empty = every country allowed.
     pub allowed_countries: Vec<String>,
+    /// `FRAUD_WHITELIST`: phones (`+E164`) that bypass every rule, added to the database list at
+    /// start.
+    pub whitelist_phones: Vec<String>,
+    /// `FRAUD_WHITELIST`: end-user IPs and networks (v4/v6) that bypass every rule.
+    pub whitelist_nets: Vec<IpNet>,
     pub asn_db_path: PathBuf,
     pub geoip_db_path: PathBuf,
 }
@@ -564,6 +570,8 @@ impl Config {
                 shadow_ban_threshold: 50,
                 geo_mismatch_penalty: 20,
                 allowed_countries: Vec::new(),
+                whitelist_phones: Vec::new(),
+                whitelist_nets: Vec::new(),
                 asn_db_path: PathBuf::from("/data/asn.mmdb"),
                 geoip_db_path: PathBuf::from("/data/country.mmdb"),
             },
@@ -1363,9 +1371,29 @@ fn load_fraud(v: &mut Vars<'_>) -> FraudConfig {
             allowed_countries.push(upper);
         }
     }
+    let mut whitelist_phones = Vec::new();
+    let mut whitelist_nets = Vec::new();
+    for entry in v.list("FRAUD_WHITELIST") {
+        let digits = entry.strip_prefix('+').unwrap_or(&entry);
+        if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            whitelist_phones.push(format!("+{digits}"));
+        } else {
+            match entry.parse::<IpNet>() {
+                Ok(net) => whitelist_nets.push(net),
+                Err(_) => v.error(
+                    "FRAUD_WHITELIST",
+                    format!(
+                        "{entry:?} is neither a phone number (+E164) nor an IP address or CIDR"
+                    ),
+                ),
+            }
+        }
+    }
     let asn_db_path = PathBuf::from(v.string_or("ASN_DB_PATH", "/data/asn.mmdb"));
     let geoip_db_path = PathBuf::from(v.string_or("GEOIP_DB_PATH", "/data/country.mmdb"));
     FraudConfig {
+        whitelist_phones,
+        whitelist_nets,
         enabled,
         mode,
         rate_limit_minute,

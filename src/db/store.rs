@@ -609,3 +609,91 @@ pub fn metadata_of(text: &str) -> Map<String, Value> {
 pub fn event_type_of(text: &str) -> Option<EventType> {
     text.parse().ok()
 }
+
+/// The fraud engine's lists as stored (the admin will edit them).
+#[derive(Debug, Clone, Default)]
+pub struct FraudListRows {
+    /// (ASN, organisation, category).
+    pub asns: Vec<(u32, String, String)>,
+    /// (digits, note).
+    pub irsf_prefixes: Vec<(String, String)>,
+    /// (entry, kind `phone`|`ip`).
+    pub whitelist: Vec<(String, String)>,
+}
+
+/// Seed data for the fraud lists, applied once per `version` (an operator who empties a list does
+/// not see it refilled at the next start).
+#[derive(Debug, Clone)]
+pub struct FraudSeed {
+    /// Bump to add new seed entries to existing installations.
+    pub version: u32,
+    /// (ASN, organisation, category).
+    pub asns: Vec<(u32, String, String)>,
+    /// (digits, note).
+    pub irsf_prefixes: Vec<(String, String)>,
+}
+
+impl DbStore {
+    /// Applies `seed` unless this version was applied before; adds the configured whitelist
+    /// entries (never removes anything).
+    pub fn prepare_fraud_lists(
+        &self,
+        seed: FraudSeed,
+        whitelist: Vec<(String, String)>,
+        now: i64,
+    ) -> StoreFuture<()> {
+        use crate::db::models::fraud;
+        self.write(move |conn, _| {
+            let applied = fraud::meta_get(conn, "fraud_seed_version")?
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0);
+            if applied < seed.version {
+                for (asn, org, category) in &seed.asns {
+                    fraud::add_asn(conn, *asn, org, category, "seed", now)?;
+                }
+                for (prefix, note) in &seed.irsf_prefixes {
+                    fraud::add_prefix(conn, prefix, note, "seed", now)?;
+                }
+                fraud::meta_set(conn, "fraud_seed_version", &seed.version.to_string())?;
+            }
+            for (entry, kind) in &whitelist {
+                fraud::add_whitelist(conn, entry, kind, "FRAUD_WHITELIST", now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The lists the engine reads.
+    pub fn load_fraud_lists(&self) -> StoreFuture<FraudListRows> {
+        use crate::db::models::fraud;
+        self.read(|conn| {
+            Ok(FraudListRows {
+                asns: fraud::asn_blocklist(conn)?
+                    .into_iter()
+                    .filter_map(|r| Some((u32::try_from(r.asn).ok()?, r.org, r.category)))
+                    .collect(),
+                irsf_prefixes: fraud::irsf_prefixes(conn)?
+                    .into_iter()
+                    .map(|r| (r.prefix, r.note))
+                    .collect(),
+                whitelist: fraud::whitelist(conn)?
+                    .into_iter()
+                    .map(|r| (r.entry, r.kind))
+                    .collect(),
+            })
+        })
+    }
+
+    /// The engine's last snapshot (JSON), if any.
+    pub fn load_fraud_state(&self) -> StoreFuture<Option<String>> {
+        self.read(crate::db::models::fraud::load_state)
+    }
+
+    /// Replaces the engine's snapshot.
+    pub fn save_fraud_state(&self, snapshot: String, now: i64) -> StoreFuture<()> {
+        self.write(move |conn, _| {
+            crate::db::models::fraud::save_state(conn, &snapshot, now)?;
+            Ok(())
+        })
+    }
+}

@@ -82,6 +82,9 @@ async fn dispatch(
         webhook_url: input.webhook_url,
         client_ip: ip.map(|ip| ip.to_string()),
         max_cost_micros: input.max_cost_micros,
+        end_user_ip: input.ip,
+        phone_country: input.phone.country.clone(),
+        number_kind: input.phone.kind,
     };
     let accepted = state
         .dispatcher
@@ -91,6 +94,10 @@ async fn dispatch(
         .map_err(|err| match err {
             DispatchError::Storage(err) => AppError::from(err),
             DispatchError::ShuttingDown => AppError::Unavailable,
+            DispatchError::RateLimited { retry_after_secs } => {
+                AppError::RateLimited(retry_after_secs)
+            }
+            DispatchError::CountryNotAllowed(country) => AppError::CountryNotAllowed(country),
             DispatchError::Vault => {
                 tracing::error!("code could not be sealed");
                 AppError::Internal

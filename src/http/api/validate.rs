@@ -238,7 +238,10 @@ mod tests {
     fn reports_the_country_and_type_the_fraud_rules_need() {
         // A UK mobile and a UK premium-rate number.
         let mobile = phone("+447400123456").unwrap();
-        assert_eq!((mobile.country.as_deref(), mobile.kind), (Some("GB"), NumberKind::Mobile));
+        assert_eq!(
+            (mobile.country.as_deref(), mobile.kind),
+            (Some("GB"), NumberKind::Mobile)
+        );
         let premium = phone("+449098790000").unwrap();
         assert_eq!(premium.kind, NumberKind::PremiumRate);
         assert!(premium.kind.is_irsf_type());
