@@ -345,6 +345,8 @@ pub struct SdpSession {
     last_media: Option<String>,
     /// The last SDP we produced, complete.
     last_body: Option<String>,
+    /// The `s=` line.
+    name: &'static str,
 }
 
 impl SdpSession {
@@ -363,7 +365,14 @@ impl SdpSession {
             version: session_id,
             last_media: None,
             last_body: None,
+            name: "otp-gateway",
         }
+    }
+
+    /// The same session under another `s=` name (the sandbox trunk answers as itself).
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
     }
 
     /// The initial offer: `m=audio <port> RTP/AVP 0 8 101` with rtpmaps, `fmtp:101 0-16`,
@@ -421,7 +430,10 @@ impl SdpSession {
             IpAddr::V4(v4) => ("IP4", v4.to_string()),
             IpAddr::V6(v6) => ("IP6", v6.to_string()),
         };
-        let rest = format!("s=otp-gateway\r\nc=IN {addr_type} {addr}\r\nt=0 0\r\n{media}");
+        let rest = format!(
+            "s={}\r\nc=IN {addr_type} {addr}\r\nt=0 0\r\n{media}",
+            self.name
+        );
         match &self.last_media {
             Some(last) if *last == rest => {}
             Some(_) => {

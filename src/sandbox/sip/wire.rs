@@ -113,34 +113,13 @@ pub(super) fn answer_offer(
         CodecChoice::Pcmu => Some(Codec::Pcmu),
         CodecChoice::Pcma => Some(Codec::Pcma),
     };
-    // `answer_reoffer` is the public entry of `actors::sip::sdp` that reads an offer honouring a
-    // preferred codec; its answer text is the gateway's (`s=otp-gateway`), so only the reading is
-    // reused and the trunk writes its own SDP.
-    let (_, remote) = SdpSession::with_session_id(ip, port, session_id)
+    let (sdp, remote) = SdpSession::with_session_id(ip, port, session_id)
+        .named("DIDWW sandbox")
         .answer_reoffer(offer, preferred)
         .ok()?;
     if preferred.is_some_and(|p| p != remote.codec) {
         return None;
     }
-    let (addr_type, addr) = match ip {
-        IpAddr::V4(v4) => ("IP4", v4.to_string()),
-        IpAddr::V6(v6) => ("IP6", v6.to_string()),
-    };
-    let pt = remote.payload_type;
-    let mut formats = pt.to_string();
-    let mut attrs = format!("a=rtpmap:{pt} {}/8000\r\n", remote.codec.encoding_name());
-    if let Some(te) = remote.telephone_event {
-        formats.push_str(&format!(" {te}"));
-        attrs.push_str(&format!(
-            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
-        ));
-    }
-    let sdp = format!(
-        "v=0\r\no=didww {session_id} {session_id} IN {addr_type} {addr}\r\ns=DIDWW sandbox\r\n\
-         c=IN {addr_type} {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n{attrs}\
-         a=ptime:20\r\na={}\r\n",
-        remote.direction.reversed().as_str()
-    );
     Some(Answer { sdp, remote })
 }
 
