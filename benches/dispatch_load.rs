@@ -10,8 +10,18 @@
 //! Every request carries a new phone number so nothing is rate-limited. Reports throughput, p50 /
 //! p99 / max latency, the share of requests whose SMS reached `delivered`, and memory.
 //!
+//! `BENCH_FRAUD=on` runs the same load with the fraud engine enforcing (issue 4 point 10: aim
+//! throughput within 10% of `off`, the default). Its limits are raised to the highest values
+//! `FRAUD_*` accepts, so the generator's traffic is never rate-limited or flagged for subnet
+//! velocity, but every request is evaluated in full: each also carries an `ip` (a new public IPv4
+//! or IPv6 address per request, so the IP rules and the subnet counters run and the state grows as
+//! in production). No IP database is loaded (no ASN or country facts), and no verification
+//! feedback is sent, so the `+1415` prefix breaker opens after 20 sends and adds its 40 points to
+//! every decision, still under the shadow-ban threshold of 50. The run ends with the verdicts
+//! stored, which shows whether any request was refused or shadow-banned.
+//!
 //! Run: `cargo bench --bench dispatch_load` (env: BENCH_RATES="1000,2500,5000", BENCH_SECS=10,
-//! BENCH_CONNECTIONS=64).
+//! BENCH_CONNECTIONS=64, BENCH_FRAUD=off).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otp_gateway::app;
-use otp_gateway::config::Config;
+use otp_gateway::config::{Config, FraudMode};
 
 const SECRET: &str = "test-secret-0123456789";
 
@@ -56,7 +66,39 @@ fn phone(n: u64) -> String {
     format!("+1415{:07}", 2_000_000 + (n % 7_000_000))
 }
 
-fn body(n: u64) -> String {
+/// A public end-user IP per request (fraud on): 80% IPv4 spread over many /24s, 20% IPv6 /64s.
+fn end_user_ip(n: u64) -> String {
+    // splitmix64's finaliser: neighbouring n land in unrelated subnets.
+    let mut h = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    if h % 5 == 0 {
+        let seg = |shift: u32| (h >> shift) & 0xffff;
+        format!(
+            "2a02:{:x}:{:x}:{:x}::{:x}",
+            seg(8),
+            seg(24),
+            seg(40),
+            n & 0xffff
+        )
+    } else {
+        // First octets of public unicast ranges (RIPE), none special-purpose.
+        const FIRST: [u64; 8] = [5, 31, 46, 77, 85, 91, 178, 185];
+        let byte = |shift: u32| (h >> shift) & 0xff;
+        let first = FIRST[(byte(8) % 8) as usize];
+        format!("{first}.{}.{}.{}", byte(16), byte(24), byte(32) | 1)
+    }
+}
+
+fn body(n: u64, with_ip: bool) -> String {
+    if with_ip {
+        return format!(
+            r#"{{"phone":"{}","code":"123456","channels":["sms"],"ip":"{}"}}"#,
+            phone(n),
+            end_user_ip(n)
+        );
+    }
     format!(
         r#"{{"phone":"{}","code":"123456","channels":["sms"]}}"#,
         phone(n)
@@ -70,12 +112,12 @@ fn client(connections: usize) -> awc::Client {
         .finish()
 }
 
-async fn one(client: &awc::Client, url: &str, n: u64) -> bool {
+async fn one(client: &awc::Client, url: &str, n: u64, with_ip: bool) -> bool {
     match client
         .post(url)
         .insert_header(("Content-Type", "application/json"))
         .insert_header(("X-API-Secret", SECRET))
-        .send_body(body(n))
+        .send_body(body(n, with_ip))
         .await
     {
         Ok(mut response) => {
@@ -88,7 +130,13 @@ async fn one(client: &awc::Client, url: &str, n: u64) -> bool {
 }
 
 /// Open loop: one request every 1/rate s for `secs`, each timed from its scheduled start.
-async fn open_loop(url: &str, rate: u64, secs: u64, counter: &Arc<AtomicU64>) -> Stats {
+async fn open_loop(
+    url: &str,
+    rate: u64,
+    secs: u64,
+    counter: &Arc<AtomicU64>,
+    with_ip: bool,
+) -> Stats {
     let client = client(2048);
     let total = rate * secs;
     let interval = Duration::from_nanos(1_000_000_000 / rate);
@@ -105,7 +153,7 @@ async fn open_loop(url: &str, rate: u64, secs: u64, counter: &Arc<AtomicU64>) ->
         let tx = tx.clone();
         let n = counter.fetch_add(1, Ordering::Relaxed);
         actix_rt::spawn(async move {
-            let ok = one(&client, &url, n).await;
+            let ok = one(&client, &url, n, with_ip).await;
             let _ = tx.send((ok, scheduled.elapsed()));
         });
     }
@@ -127,7 +175,13 @@ async fn open_loop(url: &str, rate: u64, secs: u64, counter: &Arc<AtomicU64>) ->
 }
 
 /// Closed loop: `connections` workers sending back to back for `secs`.
-async fn closed_loop(url: &str, connections: usize, secs: u64, counter: &Arc<AtomicU64>) -> Stats {
+async fn closed_loop(
+    url: &str,
+    connections: usize,
+    secs: u64,
+    counter: &Arc<AtomicU64>,
+    with_ip: bool,
+) -> Stats {
     let client = client(connections);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
@@ -142,7 +196,7 @@ async fn closed_loop(url: &str, connections: usize, secs: u64, counter: &Arc<Ato
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
-                if one(&client, &url, n).await {
+                if one(&client, &url, n, with_ip).await {
                     latencies.push(t.elapsed().as_micros() as u64);
                 } else {
                     errors += 1;
@@ -214,6 +268,11 @@ fn main() {
         .collect();
     let secs: u64 = env_or("BENCH_SECS", 10);
     let connections: usize = env_or("BENCH_CONNECTIONS", 64);
+    let fraud_on = match std::env::var("BENCH_FRAUD").unwrap_or_default().as_str() {
+        "on" => true,
+        "off" | "" => false,
+        other => panic!("BENCH_FRAUD must be on or off, not {other:?}"),
+    };
     let dir = tempfile::tempdir_in(
         std::env::var("BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
     )
@@ -226,12 +285,32 @@ fn main() {
         let mut config = Config::for_tests(dir.path().join("bench.db"));
         config.log_level = "error".into();
         config.sms.delivery_timeout = Duration::from_secs(60);
-        config.fraud.enabled = false;
+        config.fraud.enabled = fraud_on;
+        if fraud_on {
+            // Enforcing, with the highest limits FRAUD_* accepts: nothing the generator sends is
+            // rate-limited or scored for subnet velocity, but every rule still runs.
+            config.fraud.mode = FraudMode::Enforce;
+            config.fraud.rate_limit_minute = 1000;
+            config.fraud.rate_limit_hour = 10_000;
+            config.fraud.subnet_limit_minute = 10_000;
+            config.fraud.subnet_limit_hour = 100_000;
+        }
+        let fraud_mode = if fraud_on {
+            format!(
+                "fraud on (enforce; per phone {}/min {}/h, per subnet {}/min {}/h; an ip per request)",
+                config.fraud.rate_limit_minute,
+                config.fraud.rate_limit_hour,
+                config.fraud.subnet_limit_minute,
+                config.fraud.subnet_limit_hour
+            )
+        } else {
+            "fraud off".to_string()
+        };
         config.sandbox_records = 0;
         let gateway = app::start(config).await.expect("gateway starts");
         let url = format!("{}/dispatch", gateway.api_url());
         println!(
-            "dispatch_load: {} cores, {secs}s per step, database {}",
+            "dispatch_load: {} cores, {secs}s per step, {fraud_mode}, database {}",
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(0),
@@ -242,12 +321,12 @@ fn main() {
         std::thread::Builder::new().name("load-gen".into()).spawn(move || {
             let counter = Arc::new(AtomicU64::new(0));
             actix_rt::System::new().block_on(async move {
-                let _ = open_loop(&url, 500, 2, &counter).await;
+                let _ = open_loop(&url, 500, 2, &counter, fraud_on).await;
                 for rate in &rates {
-                    let stats = open_loop(&url, *rate, secs, &counter).await;
+                    let stats = open_loop(&url, *rate, secs, &counter, fraud_on).await;
                     report(&format!("open loop {rate}/s"), stats);
                 }
-                let stats = closed_loop(&url, connections, secs, &counter).await;
+                let stats = closed_loop(&url, connections, secs, &counter, fraud_on).await;
                 report(&format!("saturation ({connections} conns)"), stats);
                 let _ = done_tx.send((counter.load(Ordering::Relaxed), own_cpu()));
             });
@@ -288,6 +367,28 @@ fn main() {
             drain_start.elapsed().as_secs_f64(),
             rss_kib("VmRSS:") / 1024
         );
+        if fraud_on {
+            let verdicts = gateway.store.read(|conn| {
+                use diesel::dsl::count_star;
+                use diesel::prelude::*;
+                use otp_gateway::db::schema::{fraud_refusals, otp_requests};
+                let stored = otp_requests::table
+                    .group_by(otp_requests::fraud_verdict)
+                    .select((otp_requests::fraud_verdict, count_star()))
+                    .load::<(Option<String>, i64)>(conn)?;
+                let refused = fraud_refusals::table.count().get_result::<i64>(conn)?;
+                Ok((stored, refused))
+            });
+            let (stored, refused) = verdicts.await.unwrap();
+            let stored: Vec<String> = stored
+                .iter()
+                .map(|(v, n)| format!("{} {n}", v.as_deref().unwrap_or("none")))
+                .collect();
+            println!(
+                "fraud verdicts stored: {}; refused (429/422): {refused}",
+                stored.join(", ")
+            );
+        }
         gateway.shutdown().await;
     });
 }

@@ -1,7 +1,8 @@
 //! Starts the fraud engine for the gateway: seeds and loads its lists from the database (with the
 //! `FRAUD_WHITELIST` entries), restores its last snapshot, opens the MaxMind databases (reloaded
 //! when the files change), and saves a snapshot every few seconds and at shutdown, so a restart
-//! neither forgets an attacker nor punishes a user twice.
+//! neither forgets an attacker nor punishes a user twice. The engine runs on its own arbiter
+//! (thread).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,8 +24,9 @@ use crate::fraud::{
 
 /// Bump when the seed lists gain entries existing installations should get.
 const SEED_VERSION: u32 = 1;
-/// How often the engine's state is saved.
-const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
+/// How often the engine's state is saved. Taking a snapshot of a large state costs the fraud
+/// thread tens to hundreds of milliseconds (docs/PERFORMANCE.md), so not more often than this.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
 
 /// The running engine.
 #[derive(Clone)]
@@ -40,7 +42,9 @@ impl Fraud {
     /// Saves the engine's current state.
     pub async fn save_snapshot(&self) -> anyhow::Result<()> {
         let snapshot = self.actor.send(TakeSnapshot).await?;
-        let json = serde_json::to_string(&snapshot)?;
+        // Serialising hundreds of thousands of keys takes a while: not on an async thread.
+        let json =
+            actix_rt::task::spawn_blocking(move || serde_json::to_string(&snapshot)).await??;
         self.store
             .save_fraud_state(json, actors::clock::now_ms())
             .await?;
@@ -107,13 +111,14 @@ pub async fn start(config: &Config, store: &DbStore) -> anyhow::Result<Option<Fr
     ));
     spawn_reloader(Arc::clone(&lookup), DEFAULT_RELOAD_INTERVAL)
         .context("starting the IP database reloader")?;
-    let actor = FraudActor::new(
-        settings(config),
-        lists,
-        Arc::clone(&lookup) as Arc<dyn actors::fraud::IpLookup>,
-        restored,
-    )
-    .start();
+    // Its own thread: evaluation is microseconds, but pruning and snapshots of a large state take
+    // longer and must not hold up the dispatcher and the HTTP handlers' actors.
+    let settings = settings(config);
+    let ip_lookup = Arc::clone(&lookup) as Arc<dyn actors::fraud::IpLookup>;
+    let arbiter = actix::Arbiter::new();
+    let actor = FraudActor::start_in_arbiter(&arbiter.handle(), move |_| {
+        FraudActor::new(settings, lists, ip_lookup, restored)
+    });
     let running = Fraud {
         actor,
         lookup,

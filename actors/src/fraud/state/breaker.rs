@@ -92,6 +92,10 @@ pub(crate) struct PrefixState {
     learned_verified: f64,
     /// Newest bucket folded into the learned totals.
     folded_idx: Option<i64>,
+    /// Oldest bucket ever folded: how long the baseline has been learning (a young baseline has
+    /// summed fewer buckets and must not be mistaken for a low volume).
+    #[serde(default)]
+    first_idx: Option<i64>,
     open_until_ms: Option<i64>,
 }
 
@@ -157,6 +161,7 @@ impl PrefixState {
     fn fold(&mut self, b: Bucket, s: &BreakerSettings) {
         let previous = self.folded_idx;
         self.folded_idx = Some(previous.map_or(b.idx, |f| f.max(b.idx)));
+        self.first_idx = Some(self.first_idx.map_or(b.idx, |f| f.min(b.idx)));
         if self.open_until_ms.is_some_and(|u| u > b.idx * BUCKET_MS) {
             // Frozen while open: neither learned nor decayed (see the module docs).
             return;
@@ -186,8 +191,25 @@ impl PrefixState {
         });
         let d = decay(s);
         let learned = self.learned_sends_now(now_ms, s);
-        // Steady traffic of r per bucket converges to learned = r / (1 − d).
-        let baseline_sends = learned * (1.0 - d) * RECENT_BUCKETS as f64;
+        // Steady traffic of r per bucket over n elapsed buckets sums to r·(1 − dⁿ)/(1 − d): divide
+        // by the weight actually accumulated, not by its limit 1/(1 − d), or a baseline a few hours
+        // old reads several times too low and any busy quarter of an hour looks like a spike.
+        let elapsed = self
+            .first_idx
+            .map_or(0, |f| (index(now_ms) - RECENT_BUCKETS - f + 1).max(0));
+        let weight = if elapsed == 0 {
+            0.0
+        } else if 1.0 - d < 1e-12 {
+            // No decay at all: a plain sum over the elapsed buckets.
+            elapsed as f64
+        } else {
+            (1.0 - powi(d, elapsed)) / (1.0 - d)
+        };
+        let baseline_sends = if weight > 0.0 {
+            learned / weight * RECENT_BUCKETS as f64
+        } else {
+            0.0
+        };
         let baseline_verify_rate = (learned >= f64::from(s.min_sends.max(1))
             && self.learned_sends > 0.0)
             .then(|| (self.learned_verified / self.learned_sends).min(1.0));
