@@ -1,5 +1,8 @@
-//! The actor system of otp-gateway (see DESIGN.md): a [`dispatcher::Dispatcher`] supervising one
-//! [`otp_request::OtpRequest`] actor per request, the [`sms_actor::SmsActor`] talking to DIDWW, the
+//! The actor system of otp-gateway (see DESIGN.md): a [`dispatcher::Dispatcher`] that asks the
+//! [`fraud::actor::FraudActor`] about each dispatch and supervises one [`otp_request::OtpRequest`]
+//! actor per request (or its [`shadow::request::ShadowRequest`] twin when banned), the
+//! [`sms_actor::SmsActor`] talking to DIDWW's SMS API, one [`voice::call::CallActor`] per call over
+//! the [`sip::transport::SipTransport`] with its RTP on the [`rtp::stream::MediaEngine`] thread, the
 //! [`broadcaster::Broadcaster`] feeding the admin live view and the
 //! [`webhook::sender::WebhookSender`] delivering the persistent outbox to clients. Storage is reached
 //! only through the [`store::Store`] port, so this crate depends on neither Diesel nor actix-web.
