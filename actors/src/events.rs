@@ -1,6 +1,6 @@
 //! The one path every event takes: stored (status machine, webhook outbox) → published to the
-//! [`Broadcaster`](crate::broadcaster::Broadcaster) → its webhook handed to the
-//! [`WebhookSender`](crate::webhook::sender::WebhookSender). Used by request actors and the
+//! [`Broadcaster`] → its webhook handed to the
+//! [`WebhookSender`]. Used by request actors and the
 //! dispatcher alike, so a late callback and a live one are treated the same.
 //!
 //! Order: events are submitted to the store at once (the writer applies them in submission order),

@@ -1,6 +1,6 @@
 //! [`DbStore`]: the Diesel implementation of the actors' persistence port.
 //!
-//! Writes go through the single batching [`Writer`]; reads use the pool on tokio's blocking threads,
+//! Writes go through the single batching `Writer` (`db::writer`); reads use the pool on tokio's blocking threads,
 //! so no SQLite call ever runs on an actor's or an HTTP worker's async thread.
 
 use std::sync::{Arc, Mutex};

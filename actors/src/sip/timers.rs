@@ -1,4 +1,5 @@
-//! Runs the timers a sans-IO client transaction asks for ([`Action::Schedule`] /
+//! Runs the timers a sans-IO client transaction asks for
+//! ([`Action::Schedule`](super::transaction::Action::Schedule),
 //! [`Action::Cancel`](super::transaction::Action::Cancel)) as actix timers of the actor that
 //! drives it, so a firing comes back to that actor as an ordinary callback.
 
