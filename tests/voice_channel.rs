@@ -286,9 +286,17 @@ async fn an_unconfirmed_sms_fails_over_to_voice() {
 #[actix_rt::test]
 async fn an_exhausted_port_range_fails_the_call_at_once() {
     // One even port: the first call holds it while it plays a long prompt.
+    // One even port, free a moment ago (not a fixed number: another test process may hold it).
+    let port = loop {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        if port % 2 == 0 {
+            break port;
+        }
+    };
     let mut gw = voice_gateway(|c| {
-        c.sip.rtp_port_start = 22_000;
-        c.sip.rtp_port_end = 22_001;
+        c.sip.rtp_port_start = port;
+        c.sip.rtp_port_end = port + 1;
         c.voice.prompt = vec![PromptPart::Intro, PromptPart::Code, PromptPart::Goodbye];
     })
     .await;

@@ -15,6 +15,7 @@ use actors::rtp::g711::Codec;
 use actors::rtp::packetizer::{Packetizer, PACKET_INTERVAL};
 use rtp_rs::RtpReader;
 use tokio::net::UdpSocket;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::records::{RtpRecord, Store};
@@ -65,15 +66,35 @@ pub(super) struct MediaPlan {
     pub record_audio: bool,
 }
 
+/// Stops a call's media: the sender at once; the receivers after reading what is already queued
+/// on their sockets (the gateway's last packets leave just before its BYE, and a BYE handled
+/// first must not make them look lost).
+#[derive(Debug, Default)]
+pub(super) struct MediaHandles {
+    senders: Vec<AbortHandle>,
+    receivers: Vec<Arc<Notify>>,
+}
+
+impl MediaHandles {
+    pub(super) fn stop(self) {
+        for sender in self.senders {
+            sender.abort();
+        }
+        for receiver in self.receivers {
+            receiver.notify_one();
+        }
+    }
+}
+
 /// Starts the call's receive tasks and (with a target) its sender on the current runtime;
 /// returns the handles that stop them.
-pub(super) fn spawn(plan: MediaPlan, store: &Arc<Store>) -> std::io::Result<Vec<AbortHandle>> {
+pub(super) fn spawn(plan: MediaPlan, store: &Arc<Store>) -> std::io::Result<MediaHandles> {
     let advertised = Arc::new(UdpSocket::from_std(plan.sockets.advertised)?);
     let other = match plan.sockets.other {
         Some(s) => Some(Arc::new(UdpSocket::from_std(s)?)),
         None => None,
     };
-    let mut handles = Vec::new();
+    let mut handles = MediaHandles::default();
     for (index, socket) in [Some(&advertised), other.as_ref()]
         .into_iter()
         .flatten()
@@ -87,12 +108,14 @@ pub(super) fn spawn(plan: MediaPlan, store: &Arc<Store>) -> std::io::Result<Vec<
             record_audio: plan.record_audio,
             store: Arc::clone(store),
         };
-        handles.push(tokio::spawn(receiver.run()).abort_handle());
+        let stop = Arc::new(Notify::new());
+        handles.receivers.push(Arc::clone(&stop));
+        tokio::spawn(receiver.run(stop));
     }
     if let Some(target) = plan.target {
         let from = Arc::clone(other.as_ref().unwrap_or(&advertised));
         let sender = send_silence(plan.call_id, from, target, plan.codec, Arc::clone(store));
-        handles.push(tokio::spawn(sender).abort_handle());
+        handles.senders.push(tokio::spawn(sender).abort_handle());
     }
     Ok(handles)
 }
@@ -107,10 +130,21 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn run(mut self) {
+    async fn run(mut self, stop: Arc<Notify>) {
         let mut buf = vec![0u8; 2048];
         loop {
-            let (len, source) = match self.socket.recv_from(&mut buf).await {
+            let received = tokio::select! {
+                biased;
+                received = self.socket.recv_from(&mut buf) => received,
+                () = stop.notified() => {
+                    // Whatever already arrived still counts.
+                    while let Ok((len, source)) = self.socket.try_recv_from(&mut buf) {
+                        self.handle(&buf[..len], source, Instant::now());
+                    }
+                    return;
+                }
+            };
+            let (len, source) = match received {
                 Ok(got) => got,
                 Err(e) => {
                     // E.g. ECONNREFUSED reported for an earlier send: not fatal for receiving.
@@ -118,33 +152,36 @@ impl Receiver {
                     continue;
                 }
             };
-            let arrived_at = Instant::now();
-            if self.loss.drop_next() {
-                self.store
-                    .update_quietly(&self.call_id, |c| c.rtp_lost += 1);
-                continue;
-            }
-            let Ok(packet) = RtpReader::new(&buf[..len]) else {
-                tracing::debug!(call_id = %self.call_id, len, "sandbox RTP: not an RTP packet");
-                continue;
-            };
-            let record = RtpRecord {
-                arrived_at,
-                seq: packet.sequence_number().into(),
-                timestamp: packet.timestamp(),
-                marker: packet.mark(),
-                ssrc: packet.ssrc(),
-                payload_type: packet.payload_type(),
-                source,
-                local_port: self.local_port,
-                payload: if self.record_audio {
-                    packet.payload().to_vec()
-                } else {
-                    Vec::new()
-                },
-            };
-            self.store.update(&self.call_id, |c| c.rtp.push(record));
+            self.handle(&buf[..len], source, Instant::now());
         }
+    }
+
+    fn handle(&mut self, datagram: &[u8], source: SocketAddr, arrived_at: Instant) {
+        if self.loss.drop_next() {
+            self.store
+                .update_quietly(&self.call_id, |c| c.rtp_lost += 1);
+            return;
+        }
+        let Ok(packet) = RtpReader::new(datagram) else {
+            tracing::debug!(call_id = %self.call_id, len = datagram.len(), "sandbox RTP: not an RTP packet");
+            return;
+        };
+        let record = RtpRecord {
+            arrived_at,
+            seq: packet.sequence_number().into(),
+            timestamp: packet.timestamp(),
+            marker: packet.mark(),
+            ssrc: packet.ssrc(),
+            payload_type: packet.payload_type(),
+            source,
+            local_port: self.local_port,
+            payload: if self.record_audio {
+                packet.payload().to_vec()
+            } else {
+                Vec::new()
+            },
+        };
+        self.store.update(&self.call_id, |c| c.rtp.push(record));
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
-use tokio::task::AbortHandle;
 
 use super::media;
 use super::uas::{Action, Timer, Uas};
@@ -37,7 +36,7 @@ pub(super) async fn run(
     // Timers ordered by deadline; the counter keeps equal deadlines apart and in arming order.
     let mut timers: BTreeMap<(Instant, u64), Timer> = BTreeMap::new();
     let mut armed: u64 = 0;
-    let mut media: HashMap<String, Vec<AbortHandle>> = HashMap::new();
+    let mut media: HashMap<String, media::MediaHandles> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let next = timers
@@ -89,14 +88,14 @@ pub(super) async fn run(
                     }
                 }
                 Action::StopMedia { call_id } => {
-                    for handle in media.remove(&call_id).unwrap_or_default() {
-                        handle.abort();
+                    if let Some(handles) = media.remove(&call_id) {
+                        handles.stop();
                     }
                 }
             }
         }
     }
-    for handle in media.into_values().flatten() {
-        handle.abort();
+    for handles in media.into_values() {
+        handles.stop();
     }
 }
