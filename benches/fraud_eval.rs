@@ -47,15 +47,14 @@ use anyhow::Context as _;
 use actors::fraud::actor::{Evaluate, FraudActor};
 use actors::fraud::admission;
 use actors::fraud::engine::{
-    AsnEntry, Feedback, FeedbackOutcome, FraudEngine, FraudLists, FraudSettings, FraudSnapshot,
-    FraudStats, IrsfPrefix,
+    Feedback, FeedbackOutcome, FraudEngine, FraudLists, FraudSettings, FraudSnapshot, FraudStats,
 };
 use actors::fraud::state::ip_scope;
 use actors::fraud::{Decision, FraudInput, IpInfo, IpLookup, NumberKind, Verdict};
 use actors::ipnet::IpNet;
 use actors::Channel;
 use otp_gateway::db::DbStore;
-use otp_gateway::fraud::{MaxMindLookup, ASN_BLOCKLIST_SEED, IRSF_PREFIX_SEED};
+use otp_gateway::fraud::MaxMindLookup;
 
 const HOUR_MS: i64 = 3_600_000;
 /// How often the actor prunes (`actors::fraud::actor::PRUNE_INTERVAL`).
@@ -415,23 +414,7 @@ fn lists() -> anyhow::Result<FraudLists> {
     Ok(FraudLists {
         whitelist_phones,
         whitelist_nets,
-        asn_blocklist: ASN_BLOCKLIST_SEED
-            .iter()
-            .map(|s| {
-                let entry = AsnEntry {
-                    org: s.org.to_owned(),
-                    category: s.category.to_owned(),
-                };
-                (s.asn, entry)
-            })
-            .collect(),
-        irsf_prefixes: IRSF_PREFIX_SEED
-            .iter()
-            .map(|(digits, note)| IrsfPrefix {
-                digits: (*digits).to_owned(),
-                note: (*note).to_owned(),
-            })
-            .collect(),
+        ..otp_gateway::fraud::seeds::seed_lists()
     })
 }
 

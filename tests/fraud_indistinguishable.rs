@@ -14,16 +14,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::HeaderMap;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use ring::hmac;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 use actors::{EventType, RequestId, Status};
+use common::hooks::{Hook as Delivery, HookReceiver as Receiver};
 use common::{read_json, TestGateway, PATIENCE, SECRET};
 use otp_gateway::config::{Config, PromptPart, VoiceSpeed};
 use otp_gateway::db::models::request;
@@ -55,126 +53,6 @@ const INTERNAL_WORDS: [&str; 7] = [
     "irsf",
     "banned",
 ];
-
-// ---------------------------------------------------------------------------------------------
-// A webhook receiver that keeps every header
-// ---------------------------------------------------------------------------------------------
-
-/// One webhook delivery as received.
-#[derive(Debug, Clone)]
-struct Delivery {
-    /// Every header, names in lower case.
-    headers: BTreeMap<String, String>,
-    raw_body: String,
-    body: Value,
-}
-
-impl Delivery {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or("", String::as_str)
-    }
-}
-
-#[derive(Default)]
-struct Received {
-    deliveries: Mutex<Vec<Delivery>>,
-    arrived: Notify,
-}
-
-/// Records every delivery with all its headers; answers 200.
-struct Receiver {
-    received: Arc<Received>,
-    port: u16,
-    server: actix_web::dev::ServerHandle,
-}
-
-async fn receive(
-    req: HttpRequest,
-    body: web::Bytes,
-    received: web::Data<Arc<Received>>,
-) -> HttpResponse {
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_ascii_lowercase(),
-                value.to_str().unwrap_or("<binary>").to_owned(),
-            )
-        })
-        .collect();
-    let raw_body = String::from_utf8_lossy(&body).into_owned();
-    received.deliveries.lock().unwrap().push(Delivery {
-        headers,
-        body: serde_json::from_str(&raw_body).unwrap_or(Value::Null),
-        raw_body,
-    });
-    received.arrived.notify_waiters();
-    HttpResponse::Ok().finish()
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let received = Arc::new(Received::default());
-        let data = web::Data::new(Arc::clone(&received));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(receive))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-        let port = server.addrs()[0].port();
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
-        Self {
-            received,
-            port,
-            server: handle,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-
-    fn of(&self, id: RequestId) -> Vec<Delivery> {
-        let id = id.to_string();
-        self.received
-            .deliveries
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|d| d.header("x-request-id") == id)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits until `n` deliveries for `id` arrived; panics after [`PATIENCE`].
-    async fn wait_for(&self, id: RequestId, n: usize) -> Vec<Delivery> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let arrived = self.received.arrived.notified();
-            let got = self.of(id);
-            if got.len() >= n {
-                return got;
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                panic!(
-                    "{id}: {} of {n} webhooks in {PATIENCE:?}",
-                    self.of(id).len()
-                );
-            }
-        }
-    }
-
-    async fn stop(&self) {
-        self.server.stop(false).await;
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // What the client sees
@@ -513,12 +391,12 @@ async fn a_shadow_banned_sms_looks_exactly_like_a_real_delivery() {
     for phone in REAL {
         let answer = dispatch(&gw, body(phone, "sms", &hooks)).await;
         wait_delivered(&mut gw, answer.id, EventType::Delivered).await;
-        hooks.wait_for(answer.id, 3).await;
+        hooks.wait_for(&answer.id.to_string(), 3, PATIENCE).await;
         reals.push(answer);
     }
     let banned = dispatch(&gw, body(PREMIUM, "sms", &hooks)).await;
     wait_delivered(&mut gw, banned.id, EventType::Delivered).await;
-    let banned_hooks = hooks.wait_for(banned.id, 3).await;
+    let banned_hooks = hooks.wait_for(&banned.id.to_string(), 3, PATIENCE).await;
 
     // It was banned, and nothing reached the carrier.
     assert!(stored(&gw, banned.id).await.shadow_banned);
@@ -530,7 +408,7 @@ async fn a_shadow_banned_sms_looks_exactly_like_a_real_delivery() {
 
     let real = reals.last().unwrap();
     assert_same_answer(real, &banned, "sms");
-    let real_hooks = hooks.of(real.id);
+    let real_hooks = hooks.of(&real.id.to_string());
     assert_same_webhooks(&real_hooks, &banned_hooks, banned.id, &SMS_EVENTS);
     for (b, r) in banned_hooks.iter().zip(&real_hooks) {
         // SMS events carry no metadata on the success path, real or not.
@@ -569,8 +447,8 @@ async fn a_shadow_banned_sms_looks_exactly_like_a_real_delivery() {
     assert_eq!(answers[1]["request_status"], "verified");
     assert_eq!(answers[0]["request_status"], "verified");
     let with_feedback = ["sending", "sent", "delivered", "verified"];
-    let real_hooks = hooks.wait_for(real.id, 4).await;
-    let banned_hooks = hooks.wait_for(banned.id, 4).await;
+    let real_hooks = hooks.wait_for(&real.id.to_string(), 4, PATIENCE).await;
+    let banned_hooks = hooks.wait_for(&banned.id.to_string(), 4, PATIENCE).await;
     assert_same_webhooks(&real_hooks, &banned_hooks, banned.id, &with_feedback);
     let (_, real_view) = view(&gw, real.id).await;
     let (_, banned_view) = view(&gw, banned.id).await;
@@ -600,11 +478,11 @@ async fn a_shadow_banned_call_looks_exactly_like_a_real_call() {
     }
     for real in &reals {
         wait_delivered(&mut gw, real.id, EventType::Completed).await;
-        hooks.wait_for(real.id, 5).await;
+        hooks.wait_for(&real.id.to_string(), 5, PATIENCE).await;
     }
     let banned = dispatch(&gw, body(PREMIUM, "voice", &hooks)).await;
     wait_delivered(&mut gw, banned.id, EventType::Completed).await;
-    let banned_hooks = hooks.wait_for(banned.id, 5).await;
+    let banned_hooks = hooks.wait_for(&banned.id.to_string(), 5, PATIENCE).await;
 
     // Banned, and no call reached the trunk.
     assert!(stored(&gw, banned.id).await.shadow_banned);
@@ -615,7 +493,7 @@ async fn a_shadow_banned_call_looks_exactly_like_a_real_call() {
 
     let real = reals.last().unwrap();
     assert_same_answer(real, &banned, "voice");
-    let real_hooks = hooks.of(real.id);
+    let real_hooks = hooks.of(&real.id.to_string());
     assert_same_webhooks(&real_hooks, &banned_hooks, banned.id, &VOICE_EVENTS);
     let (real_view, banned_view) = assert_same_view(&gw, real, &banned, &VOICE_EVENTS).await;
     assert_webhooks_match_view(&banned_hooks, &banned_view);
@@ -642,7 +520,7 @@ async fn a_shadow_banned_call_looks_exactly_like_a_real_call() {
     assert_gaps_plausible(&banned_view, &real_views);
     let real_completed: Vec<Value> = reals
         .iter()
-        .map(|r| hooks.of(r.id)[4].body["metadata"].clone())
+        .map(|r| hooks.of(&r.id.to_string())[4].body["metadata"].clone())
         .collect();
     for key in ["ring_duration_ms", "talk_duration_ms"] {
         let seen: Vec<i64> = real_completed

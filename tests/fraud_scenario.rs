@@ -31,13 +31,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use actors::fraud::engine::{
-    AsnEntry, Feedback, FeedbackOutcome, FraudEngine, FraudLists, FraudSettings, FraudStats,
-    IrsfPrefix,
+    Feedback, FeedbackOutcome, FraudEngine, FraudLists, FraudSettings, FraudStats,
 };
 use actors::fraud::{Decision, FraudInput, IpInfo, NumberKind, Verdict};
 use actors::Channel;
 use otp_gateway::config::Config;
-use otp_gateway::fraud::seeds::{ASN_BLOCKLIST_SEED, IRSF_PREFIX_SEED};
+use otp_gateway::fraud::seeds::ASN_BLOCKLIST_SEED;
 use otp_gateway::http::api::validate;
 
 const SEC: i64 = 1_000;
@@ -1130,30 +1129,6 @@ fn production_settings() -> (FraudSettings, i64, i64) {
     (settings, ttl, sweep)
 }
 
-/// The seed lists, as the gateway loads them into the engine on a fresh installation.
-fn production_lists() -> FraudLists {
-    FraudLists {
-        asn_blocklist: ASN_BLOCKLIST_SEED
-            .iter()
-            .map(|s| {
-                let entry = AsnEntry {
-                    org: s.org.to_owned(),
-                    category: s.category.to_owned(),
-                };
-                (s.asn, entry)
-            })
-            .collect(),
-        irsf_prefixes: IRSF_PREFIX_SEED
-            .iter()
-            .map(|(digits, note)| IrsfPrefix {
-                digits: (*digits).to_owned(),
-                note: (*note).to_owned(),
-            })
-            .collect(),
-        ..FraudLists::default()
-    }
-}
-
 fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
@@ -1282,7 +1257,7 @@ fn report(out: &Outcome, pumping: &PopStats, elapsed: Duration, generation: Dura
 fn replayed_traffic_stops_pumping_and_bombing_but_not_users() {
     let started = Instant::now();
     let (settings, ttl, sweep) = production_settings();
-    let lists = production_lists();
+    let lists = otp_gateway::fraud::seeds::seed_lists();
     for isp in ISPS {
         assert!(
             !lists.asn_blocklist.contains_key(&isp.asn),

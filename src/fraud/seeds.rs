@@ -192,6 +192,31 @@ pub const IRSF_PREFIX_SEED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The seed lists as the engine's lists (no whitelist): what a fresh installation starts with.
+pub fn seed_lists() -> actors::fraud::engine::FraudLists {
+    use actors::fraud::engine::{AsnEntry, FraudLists, IrsfPrefix};
+    FraudLists {
+        asn_blocklist: ASN_BLOCKLIST_SEED
+            .iter()
+            .map(|s| {
+                let entry = AsnEntry {
+                    org: s.org.to_owned(),
+                    category: s.category.to_owned(),
+                };
+                (s.asn, entry)
+            })
+            .collect(),
+        irsf_prefixes: IRSF_PREFIX_SEED
+            .iter()
+            .map(|(digits, note)| IrsfPrefix {
+                digits: (*digits).to_owned(),
+                note: (*note).to_owned(),
+            })
+            .collect(),
+        ..FraudLists::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

@@ -33,7 +33,7 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
 pub struct Fraud {
     /// The actor the dispatcher asks.
     pub actor: Addr<FraudActor>,
-    /// The IP databases (for `/health` and logs).
+    /// The IP databases (the reloader thread runs as long as they are held).
     pub lookup: Arc<MaxMindLookup>,
     store: DbStore,
 }

@@ -2,7 +2,7 @@
 //! programmable status sequence.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,15 @@ pub struct Hook {
     pub body: Value,
     /// The status this receiver answered.
     pub answered: u16,
+    /// Every header, names in lower case.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Hook {
+    /// A header's value, `""` when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
 }
 
 #[derive(Default)]
@@ -67,6 +76,16 @@ async fn receive(
         content_type: header("content-type"),
         body: serde_json::from_str(&raw_body).unwrap_or(Value::Null),
         raw_body,
+        headers: req
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_ascii_lowercase(),
+                    value.to_str().unwrap_or("<binary>").to_owned(),
+                )
+            })
+            .collect(),
         answered,
     };
     shared.hooks.lock().unwrap().push(hook);
@@ -140,6 +159,23 @@ impl HookReceiver {
                 return hooks;
             }
         }
+    }
+
+    /// What arrived for request `id` so far.
+    pub fn of(&self, id: &str) -> Vec<Hook> {
+        self.hooks()
+            .into_iter()
+            .filter(|h| h.request_id == id)
+            .collect()
+    }
+
+    /// Waits until `n` deliveries for request `id` arrived; returns them.
+    pub async fn wait_for(&self, id: &str, n: usize, timeout: Duration) -> Vec<Hook> {
+        self.wait_until(timeout, |hooks| {
+            hooks.iter().filter(|h| h.request_id == id).count() >= n
+        })
+        .await;
+        self.of(id)
     }
 
     /// Stops the server.
