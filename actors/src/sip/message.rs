@@ -1,18 +1,14 @@
 //! SIP messages on the wire (RFC 3261 §7, §20, §25): the requests of an outgoing call (INVITE,
-//! ACK, CANCEL, BYE), the OPTIONS keepalive, responses to the requests DIDWW sends us, and a parser
-//! turning one UDP datagram into an [`Incoming`] request or response. Dialog state
-//! ([`Dialog`]: route set, remote target, tags, CSeq) follows §12.
+//! ACK, CANCEL, BYE), the OPTIONS keepalive, responses to the requests DIDWW sends us, and dialog
+//! state ([`Dialog`]: route set, remote target, tags, CSeq) following §12. Incoming datagrams are
+//! read by [`parse`](super::parse) (rsip underneath); its types are re-exported here.
 //!
-//! Everything here is plain strings and numbers, so no rsip type leaves `sip/`. The framing and
-//! header readers are hand-written instead of going through rsip 0.4, whose parser (checked while
-//! building this) rejects IPv6 hosts in Via and URIs, whitespace around `;`/`=`, and CSeq methods
-//! it does not know, drops reason phrases of known status codes, ignores Content-Length and
-//! compact header names, and rewrites URI parameters (`transport=udp` → `UDP`) when serialising
-//! a Contact back. Those are all things a carrier is allowed to send, and a Record-Route or
-//! Contact must be echoed byte for byte.
+//! Messages are written here rather than through rsip's serialiser, which rewrites URI parameters
+//! (`transport=udp` → `UDP`) and cannot hold IPv6 hosts in typed URIs: a Record-Route or Contact
+//! must go back byte for byte as the carrier sent it. Everything is plain strings and numbers, so
+//! no rsip type leaves `sip/`.
 //!
 //! Sans-IO: builders return the bytes to send; the caller owns sockets, timers and retransmission.
-//! The parser never panics; anything malformed is an [`Error`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -22,7 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use md5::{Digest, Md5};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::digest::{AuthorizationHeader, ChallengeKind};
+use super::digest::AuthorizationHeader;
+pub use super::parse::{parse_datagram, Incoming, Request, Response};
 
 /// Prefix of every RFC 3261 branch (§8.1.1.7), marking it as globally unique.
 pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";
@@ -37,7 +34,7 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
 pub const USER_AGENT: &str = concat!("otp-gateway/", env!("CARGO_PKG_VERSION"));
 
 /// Largest CSeq number allowed (RFC 3261 §8.1.1.5: less than 2**31).
-const MAX_CSEQ: u32 = (1 << 31) - 1;
+pub(super) const MAX_CSEQ: u32 = (1 << 31) - 1;
 
 /// Why a datagram could not be read or a message not built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,9 +51,12 @@ pub enum Error {
     /// The request or status line is malformed.
     #[error("malformed start line")]
     StartLine,
-    /// A header line has no `name:` part.
+    /// A header line has no `name:` part, or holds a control character.
     #[error("malformed header line")]
     HeaderLine,
+    /// rsip could not read the message (its words, shortened).
+    #[error("unreadable SIP message: {0}")]
+    Syntax(String),
     /// A header RFC 3261 §8.1.1 requires is absent.
     #[error("missing {0} header")]
     MissingHeader(&'static str),
@@ -290,7 +290,7 @@ fn is_loose_route(entry: &str) -> bool {
 
 /// The URI of a name-addr (`"x" <sip:…>;p`) or addr-spec (`sip:…;p`, whose `;` parameters belong
 /// to the header, RFC 3261 §20.10).
-fn angle_uri(value: &str) -> &str {
+pub(super) fn angle_uri(value: &str) -> &str {
     match split_name_addr(value) {
         (Some(uri), _) => uri,
         (None, _) => value.split(';').next().unwrap_or_default().trim(),
@@ -328,7 +328,7 @@ fn split_name_addr(value: &str) -> (Option<&str>, &str) {
 
 /// The value of parameter `name` in `;a=b;c` (case-insensitive name, SWS tolerated, quotes
 /// removed); `Some("")` for a parameter without value.
-fn param_value(params: &str, name: &str) -> Option<String> {
+pub(super) fn param_value(params: &str, name: &str) -> Option<String> {
     params.split(';').skip(1).find_map(|p| {
         let (n, v) = match p.split_once('=') {
             Some((n, v)) => (n, v),
@@ -341,14 +341,14 @@ fn param_value(params: &str, name: &str) -> Option<String> {
 }
 
 /// The `tag` of a From/To value.
-fn tag_of(value: &str) -> Option<String> {
+pub(super) fn tag_of(value: &str) -> Option<String> {
     let (_, params) = split_name_addr(value);
     param_value(params, "tag").filter(|t| !t.is_empty())
 }
 
 /// Splits a comma-separated header list (Via, Route, Record-Route, Contact) at top-level commas,
 /// leaving commas inside quotes and `<>` alone (RFC 3261 §7.3.1).
-fn split_list(value: &str) -> Vec<String> {
+pub(super) fn split_list(value: &str) -> Vec<String> {
     let mut items = Vec::new();
     let mut current = String::new();
     let mut in_quotes = false;
@@ -1056,360 +1056,10 @@ pub fn uas_request(
     w.finish(None, &[])
 }
 
-// ---------------------------------------------------------------------------------------------
-// Parsing
-// ---------------------------------------------------------------------------------------------
-
-/// A datagram read by [`parse_datagram`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// A request from the peer (BYE, OPTIONS, re-INVITE, …).
-    Request(Request),
-    /// A response to one of our requests.
-    Response(Response),
-}
-
-/// A response, reduced to what a UAC needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// Status code, 100–699.
-    pub status: u16,
-    /// Reason phrase as sent (may be empty).
-    pub reason: String,
-    /// Branch of the top Via: the client transaction it answers (RFC 3261 §17.1.3).
-    pub via_branch: Option<String>,
-    /// CSeq number.
-    pub cseq: u32,
-    /// CSeq method (with the branch, identifies the transaction).
-    pub cseq_method: Method,
-    /// Call-ID.
-    pub call_id: String,
-    /// From tag (ours).
-    pub from_tag: Option<String>,
-    /// The To value as received, copied into the ACK of a non-2xx and kept by the dialog.
-    pub to: String,
-    /// To tag (the remote tag).
-    pub to_tag: Option<String>,
-    /// Record-Route entries in message order, each a name-addr as received
-    /// (`<sip:46.19.209.8;r2=on;lr>`).
-    pub record_route: Vec<String>,
-    /// URI of the first Contact, without `<>`.
-    pub contact: Option<String>,
-    /// `WWW-Authenticate` values in order (one challenge each).
-    pub www_authenticate: Vec<String>,
-    /// `Proxy-Authenticate` values in order.
-    pub proxy_authenticate: Vec<String>,
-    /// Content-Type, if any.
-    pub content_type: Option<String>,
-    /// Body (exactly Content-Length bytes when that header is present).
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// 1xx.
-    pub fn is_provisional(&self) -> bool {
-        self.status < 200
-    }
-
-    /// 2xx.
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    /// For a 401 or 407, its kind and challenge values (to pass to `DigestSession::on_challenge`).
-    pub fn challenges(&self) -> Option<(ChallengeKind, &[String])> {
-        match ChallengeKind::from_status(self.status)? {
-            ChallengeKind::Www => Some((ChallengeKind::Www, &self.www_authenticate)),
-            ChallengeKind::Proxy => Some((ChallengeKind::Proxy, &self.proxy_authenticate)),
-        }
-    }
-
-    /// The body as text, if it is UTF-8 (SDP is).
-    pub fn body_text(&self) -> Option<&str> {
-        std::str::from_utf8(&self.body).ok()
-    }
-}
-
-/// A request from the peer, with the header values a response must copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// Method of the request line.
-    pub method: Method,
-    /// Request-URI as sent.
-    pub uri: String,
-    /// Call-ID.
-    pub call_id: String,
-    /// CSeq number.
-    pub cseq: u32,
-    /// CSeq method.
-    pub cseq_method: Method,
-    /// Branch of the top Via (the server transaction, RFC 3261 §17.2.3).
-    pub via_branch: Option<String>,
-    /// Every Via value, top first, copied into responses.
-    pub vias: Vec<String>,
-    /// From value as received.
-    pub from: String,
-    /// From tag (the peer's).
-    pub from_tag: Option<String>,
-    /// To value as received.
-    pub to: String,
-    /// To tag (ours, for an in-dialog request).
-    pub to_tag: Option<String>,
-    /// URI of the first Contact, without `<>` (the remote target of a dialog the request creates,
-    /// RFC 3261 §12.1.1).
-    pub contact: Option<String>,
-    /// Record-Route entries in message order, each a name-addr as received (the route set of a
-    /// dialog a UAS creates, in this order, RFC 3261 §12.1.1).
-    pub record_route: Vec<String>,
-    /// `Authorization` values in order (RFC 3261 §22.2).
-    pub authorization: Vec<String>,
-    /// `Proxy-Authorization` values in order (RFC 3261 §22.3).
-    pub proxy_authorization: Vec<String>,
-    /// The first `P-Asserted-Identity` value as received (RFC 3325 §9.1).
-    pub p_asserted_identity: Option<String>,
-    /// Content-Type, if any.
-    pub content_type: Option<String>,
-    /// Body (exactly Content-Length bytes when that header is present).
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    /// The body as text, if it is UTF-8 (SDP is).
-    pub fn body_text(&self) -> Option<&str> {
-        std::str::from_utf8(&self.body).ok()
-    }
-}
-
-/// Full lower-case header name for a compact form (RFC 3261 §7.3.3, RFC 3265/3515/4028/3841).
-fn canonical_name(name: &str) -> String {
-    let full = match name {
-        "i" | "I" => "call-id",
-        "m" | "M" => "contact",
-        "e" | "E" => "content-encoding",
-        "l" | "L" => "content-length",
-        "c" | "C" => "content-type",
-        "f" | "F" => "from",
-        "s" | "S" => "subject",
-        "k" | "K" => "supported",
-        "t" | "T" => "to",
-        "v" | "V" => "via",
-        "o" | "O" => "event",
-        "r" | "R" => "refer-to",
-        "u" | "U" => "allow-events",
-        "x" | "X" => "session-expires",
-        "b" | "B" => "referred-by",
-        _ => return name.to_ascii_lowercase(),
-    };
-    full.to_owned()
-}
-
-/// Headers of a message, names canonical and lower-case, values unfolded and trimmed.
-struct Headers(Vec<(String, String)>);
-
-impl Headers {
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn first(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn required(&self, name: &str, label: &'static str) -> Result<&str, Error> {
-        self.first(name)
-            .filter(|v| !v.is_empty())
-            .ok_or(Error::MissingHeader(label))
-    }
-
-    /// Entries of a comma-separable header over all its occurrences, in order.
-    fn list(&self, name: &str) -> Vec<String> {
-        self.all(name).flat_map(split_list).collect()
-    }
-}
-
-/// Finds the blank line ending the headers (CRLF CRLF, or LF LF from sloppy peers); returns
-/// (header section, rest).
-fn split_head(data: &[u8]) -> Result<(&[u8], &[u8]), Error> {
-    for (i, &b) in data.iter().enumerate() {
-        if b != b'\n' {
-            continue;
-        }
-        match (data.get(i + 1), data.get(i + 2)) {
-            (Some(b'\n'), _) => return Ok((&data[..i], &data[i + 2..])),
-            (Some(b'\r'), Some(b'\n')) => return Ok((&data[..i], &data[i + 3..])),
-            _ => {}
-        }
-    }
-    Err(Error::Unterminated)
-}
-
-/// Parses `1*DIGIT LWS Method` (RFC 3261 §20.16).
-fn parse_cseq(value: &str) -> Result<(u32, Method), Error> {
-    let mut parts = value.split_whitespace();
-    let (Some(number), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Error::BadHeader("CSeq"));
-    };
-    let number = match number.parse::<u32>() {
-        Ok(n) if n <= MAX_CSEQ && number.bytes().all(|b| b.is_ascii_digit()) => n,
-        _ => return Err(Error::BadHeader("CSeq")),
-    };
-    let method = Method::parse(method).ok_or(Error::BadHeader("CSeq"))?;
-    Ok((number, method))
-}
-
-/// The branch parameter of a Via value (`SIP/2.0/UDP host:port;branch=…`).
-fn via_branch(via: &str) -> Option<String> {
-    let params = &via[via.find(';')?..];
-    param_value(params, "branch").filter(|b| !b.is_empty())
-}
-
-/// Reads one SIP message from a UDP datagram (RFC 3261 §7, §18.3): leading CRLFs skipped, folded
-/// headers unfolded, compact names expanded, the body cut to Content-Length. Requires Via, From,
-/// To, Call-ID and CSeq (§8.1.1). Never panics.
-pub fn parse_datagram(data: &[u8]) -> Result<Incoming, Error> {
-    let start = data
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .ok_or(Error::Empty)?;
-    let (head, rest) = split_head(&data[start..])?;
-    let head = std::str::from_utf8(head).map_err(|_| Error::NotUtf8)?;
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let start_line = lines.next().ok_or(Error::StartLine)?;
-
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in lines {
-        if line.starts_with([' ', '\t']) {
-            // Folded continuation (RFC 3261 §7.3.1): joins the previous value with one space.
-            let (_, value) = headers.last_mut().ok_or(Error::HeaderLine)?;
-            if line.bytes().any(|b| b < 0x20 && b != b'\t') {
-                return Err(Error::HeaderLine);
-            }
-            if !value.is_empty() {
-                value.push(' ');
-            }
-            value.push_str(line.trim());
-            continue;
-        }
-        let (name, value) = line.split_once(':').ok_or(Error::HeaderLine)?;
-        let name = name.trim_end();
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(Error::HeaderLine);
-        }
-        if value.bytes().any(|b| b < 0x20 && b != b'\t') {
-            return Err(Error::HeaderLine);
-        }
-        headers.push((canonical_name(name), value.trim().to_owned()));
-    }
-    let headers = Headers(headers);
-
-    let body = match headers.first("content-length") {
-        None => rest,
-        Some(len) => {
-            let len = len
-                .parse::<usize>()
-                .map_err(|_| Error::BadHeader("Content-Length"))?;
-            rest.get(..len).ok_or(Error::Truncated)?
-        }
-    };
-
-    let vias = headers.list("via");
-    let top_via = vias.first().ok_or(Error::MissingHeader("Via"))?;
-    let via_branch = via_branch(top_via);
-    let from = headers.required("from", "From")?.to_owned();
-    let to = headers.required("to", "To")?.to_owned();
-    let call_id = headers.required("call-id", "Call-ID")?.to_owned();
-    let (cseq, cseq_method) = parse_cseq(headers.required("cseq", "CSeq")?)?;
-    let content_type = headers.first("content-type").map(str::to_owned);
-
-    if let Some(status_line) = strip_prefix_ignore_case(start_line, "SIP/2.0 ") {
-        let (code, reason) = status_line.split_once(' ').unwrap_or((status_line, ""));
-        let status = match code.parse::<u16>() {
-            Ok(s) if code.len() == 3 && (100..=699).contains(&s) => s,
-            _ => return Err(Error::StartLine),
-        };
-        let contact = first_contact(&headers);
-        return Ok(Incoming::Response(Response {
-            status,
-            reason: reason.trim().to_owned(),
-            via_branch,
-            cseq,
-            cseq_method,
-            call_id,
-            from_tag: tag_of(&from),
-            to_tag: tag_of(&to),
-            to,
-            record_route: headers.list("record-route"),
-            contact,
-            www_authenticate: headers.all("www-authenticate").map(str::to_owned).collect(),
-            proxy_authenticate: headers
-                .all("proxy-authenticate")
-                .map(str::to_owned)
-                .collect(),
-            content_type,
-            body: body.to_vec(),
-        }));
-    }
-
-    let mut parts = start_line.split(' ');
-    let (Some(method), Some(uri), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Error::StartLine);
-    };
-    let method = Method::parse(method).ok_or(Error::StartLine)?;
-    if !version.eq_ignore_ascii_case("SIP/2.0") || !uri.contains(':') {
-        return Err(Error::StartLine);
-    }
-    Ok(Incoming::Request(Request {
-        method,
-        uri: uri.to_owned(),
-        call_id,
-        cseq,
-        cseq_method,
-        via_branch,
-        from_tag: tag_of(&from),
-        to_tag: tag_of(&to),
-        vias,
-        from,
-        to,
-        contact: first_contact(&headers),
-        record_route: headers.list("record-route"),
-        authorization: headers.all("authorization").map(str::to_owned).collect(),
-        proxy_authorization: headers
-            .all("proxy-authorization")
-            .map(str::to_owned)
-            .collect(),
-        p_asserted_identity: headers.first("p-asserted-identity").map(str::to_owned),
-        content_type,
-        body: body.to_vec(),
-    }))
-}
-
-/// URI of the first Contact, without `<>`; `None` for `*` or nothing.
-fn first_contact(headers: &Headers) -> Option<String> {
-    headers
-        .list("contact")
-        .first()
-        .map(|c| angle_uri(c).to_owned())
-        .filter(|c| c != "*" && !c.is_empty())
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::digest::{ChallengeVerdict, Credentials, DigestSession};
+    use crate::sip::digest::{ChallengeKind, ChallengeVerdict, Credentials, DigestSession};
 
     fn endpoint() -> Endpoint {
         Endpoint::new(

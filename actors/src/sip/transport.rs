@@ -202,6 +202,8 @@ impl SipTransport {
         match message::parse_datagram(bytes) {
             Ok(Incoming::Response(response)) => self.route_response(response, source, ctx),
             Ok(Incoming::Request(request)) => self.route_request(request, source),
+            // A bare CRLF keepalive (RFC 5626 §3.5.1) is not a broken message.
+            Err(message::Error::Empty) => {}
             Err(err) => self.malformed(source, &err.to_string()),
         }
     }
