@@ -78,6 +78,17 @@ struct NonInviteTx {
     to: SocketAddr,
 }
 
+/// Our 2xx to a re-INVITE, sent again until its ACK arrives (RFC 3261 §13.3.1.4): over UDP the
+/// ACK is the only sign the peer got it, and the peer never retransmits a re-INVITE after 2xx.
+struct UnacknowledgedOk {
+    cseq: u32,
+    bytes: Vec<u8>,
+    to: SocketAddr,
+    interval: Duration,
+    give_up_at: Instant,
+    timer: SpawnHandle,
+}
+
 /// The call actor.
 pub struct CallActor {
     voice: Arc<VoiceChannel>,
@@ -117,6 +128,7 @@ pub struct CallActor {
     ring_timer: Option<SpawnHandle>,
     /// The last response we sent to a peer request, by its branch and method, for retransmissions.
     answered: HashMap<(String, String), Vec<u8>>,
+    reinvite_ok: Option<UnacknowledgedOk>,
     stop_scheduled: bool,
 }
 
@@ -159,6 +171,7 @@ impl CallActor {
             answered_at: None,
             ring_timer: None,
             answered: HashMap::new(),
+            reinvite_ok: None,
             stop_scheduled: false,
         }
     }
@@ -809,14 +822,24 @@ impl CallActor {
         }
         let in_dialog = self.dialog.as_ref().is_some_and(|d| d.matches(&request));
         let reply = match (&request.method, in_dialog) {
-            (Method::Ack, _) => None,
+            (Method::Ack, true) => {
+                self.acknowledged(request.cseq, ctx);
+                None
+            }
+            (Method::Ack, false) => None,
             (Method::Bye, true) => {
                 let reply = message::ok(&request, &server);
                 self.remote_hangup(ctx);
                 reply
             }
             (Method::Options, true) => message::ok(&request, &server),
-            (Method::Invite, true) => self.reinvite(&request),
+            (Method::Invite, true) => {
+                let reply = self.reinvite(&request);
+                if let Some(ok) = reply.as_ref().filter(|r| r.starts_with(b"SIP/2.0 2")) {
+                    self.retransmit_until_ack(request.cseq, ok.clone(), source, ctx);
+                }
+                reply
+            }
             (Method::Cancel, true) => message::ok(&request, &server),
             (Method::Info | Method::Update, true) => message::ok(&request, &server),
             (_, true) => message::response(&request, 405, "Method Not Allowed", &server),
@@ -847,6 +870,62 @@ impl CallActor {
                 .map_or_else(|| self.offer.clone(), str::to_owned),
         };
         message::ok_to_reinvite(request, params, &answer)
+    }
+
+    /// Retransmits our 2xx to an accepted re-INVITE at T1, doubling up to T2, for 64·T1 or until
+    /// its ACK (RFC 3261 §13.3.1.4).
+    fn retransmit_until_ack(
+        &mut self,
+        cseq: u32,
+        bytes: Vec<u8>,
+        to: SocketAddr,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(previous) = self.reinvite_ok.take() {
+            ctx.cancel_future(previous.timer);
+        }
+        let timers = self.voice.settings.timers;
+        let timer = ctx.run_later(timers.t1, Self::retransmit_reinvite_ok);
+        self.reinvite_ok = Some(UnacknowledgedOk {
+            cseq,
+            bytes,
+            to,
+            interval: timers.t1,
+            give_up_at: Instant::now() + 64 * timers.t1,
+            timer,
+        });
+    }
+
+    fn retransmit_reinvite_ok(&mut self, ctx: &mut Context<Self>) {
+        let Some(pending) = self.reinvite_ok.as_mut() else {
+            return;
+        };
+        if self.phase != Phase::Answered || Instant::now() >= pending.give_up_at {
+            if self.phase == Phase::Answered {
+                // §13.3.1.4 would end the session; our media never changes on a re-INVITE, so
+                // both sides still agree on it and the code keeps playing.
+                tracing::warn!(
+                    request_id = %self.request_id,
+                    cseq = pending.cseq,
+                    "no ACK for our 200 to a re-INVITE; stopped resending it"
+                );
+            }
+            self.reinvite_ok = None;
+            return;
+        }
+        self.voice.transport.do_send(Transmit {
+            to: pending.to,
+            bytes: pending.bytes.clone(),
+        });
+        pending.interval = (pending.interval * 2).min(self.voice.settings.timers.t2);
+        pending.timer = ctx.run_later(pending.interval, Self::retransmit_reinvite_ok);
+    }
+
+    /// An in-dialog ACK: ends the retransmission of the 2xx it acknowledges.
+    fn acknowledged(&mut self, cseq: u32, ctx: &mut Context<Self>) {
+        if let Some(pending) = self.reinvite_ok.take_if(|p| p.cseq == cseq) {
+            ctx.cancel_future(pending.timer);
+        }
     }
 
     fn remote_hangup(&mut self, ctx: &mut Context<Self>) {
