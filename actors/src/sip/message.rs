@@ -1099,42 +1099,10 @@ mod tests {
     }
 
     /// The DIDWW 401 of reference §4.4: Record-Route from an internal node and the LB, To tag.
-    const DIDWW_401: &str = "SIP/2.0 401 Unauthorized\r\n\
-        Via: SIP/2.0/UDP 203.0.113.25:5060;received=203.0.113.25;branch=z9hG4bK-8d1f2a;rport=5060\r\n\
-        Record-Route: <sip:46.19.209.8;r2=on;lr;ftag=a1b2c3;did=4e1.3a2>\r\n\
-        Record-Route: <sip:46.19.209.44;r2=on;lr;ftag=a1b2c3;did=4e1.3a2>\r\n\
-        From: <sip:15555550100@203.0.113.25>;tag=a1b2c3\r\n\
-        To: <sip:15555550123@out.didww.com>;tag=10-67E5E9A8-000D9E7B-8C3B2700\r\n\
-        Call-ID: 5b0e6f3a-9c41-4d2b-8e7f-1a2b3c4d5e6f\r\n\
-        CSeq: 1 INVITE\r\n\
-        WWW-Authenticate: Digest realm=\"out.didww.com\", nonce=\"ZWqPbGVqjkAmWk4sb3v2Yd8lRz0kTbT+\", qop=\"auth\"\r\n\
-        Server: DIDWW SBC\r\n\
-        Content-Length: 0\r\n\r\n";
+    const DIDWW_401: &str = include_str!("samples/didww_401.sip");
 
     /// An Asterisk-style 200 OK with two Record-Routes on one line and SDP.
-    const ASTERISK_200: &str = "SIP/2.0 200 OK\r\n\
-        Via: SIP/2.0/UDP 203.0.113.25:5060;branch=z9hG4bK77aa;received=203.0.113.25;rport=5060\r\n\
-        Record-Route: <sip:46.19.209.8;r2=on;lr;ftag=a1b2c3>,<sip:46.19.209.44;r2=on;lr;ftag=a1b2c3>\r\n\
-        From: <sip:15555550100@203.0.113.25>;tag=a1b2c3\r\n\
-        To: <sip:15555550123@out.didww.com>;tag=as5f1b2c7e\r\n\
-        Call-ID: 5b0e6f3a-9c41-4d2b-8e7f-1a2b3c4d5e6f\r\n\
-        CSeq: 2 INVITE\r\n\
-        Server: Asterisk PBX 18.20.0\r\n\
-        Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, SUBSCRIBE, NOTIFY, INFO, PUBLISH, MESSAGE\r\n\
-        Contact: <sip:15555550123@46.19.209.44:5060;transport=udp>\r\n\
-        Content-Type: application/sdp\r\n\
-        Content-Length: 224\r\n\r\n\
-        v=0\r\n\
-        o=root 1785 1785 IN IP4 46.19.213.90\r\n\
-        s=Asterisk PBX 18.20.0\r\n\
-        c=IN IP4 46.19.213.90\r\n\
-        t=0 0\r\n\
-        m=audio 17326 RTP/AVP 8 101\r\n\
-        a=rtpmap:8 PCMA/8000\r\n\
-        a=rtpmap:101 telephone-event/8000\r\n\
-        a=fmtp:101 0-16\r\n\
-        a=ptime:20\r\n\
-        a=sendrecv\r\n";
+    const ASTERISK_200: &str = include_str!("samples/asterisk_200.sip");
 
     #[test]
     fn invite_has_every_header_the_trunk_needs() {
@@ -1349,15 +1317,7 @@ mod tests {
     }
 
     /// A BYE from DIDWW's side, folded header and compact forms included.
-    const REMOTE_BYE: &str = "BYE sip:15555550100@203.0.113.25:5060 SIP/2.0\r\n\
-        v: SIP/2.0/UDP 46.19.209.44;branch=z9hG4bK3a1f.9e2b;rport,\r\n SIP/2.0/UDP 46.19.209.8:5060;branch=z9hG4bKx2\r\n\
-        Max-Forwards: 69\r\n\
-        f: <sip:15555550123@out.didww.com>;tag=as5f1b2c7e\r\n\
-        t : <sip:15555550100@203.0.113.25>;tag=a1b2c3\r\n\
-        i: 5b0e6f3a-9c41-4d2b-8e7f-1a2b3c4d5e6f\r\n\
-        CSeq:   102   BYE\r\n\
-        Reason: Q.850;cause=16;text=\"Normal call clearing\"\r\n\
-        l: 0\r\n\r\n";
+    const REMOTE_BYE: &str = include_str!("samples/remote_bye.sip");
 
     #[test]
     fn remote_bye_is_matched_and_answered_200() {
