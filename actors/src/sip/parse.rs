@@ -159,7 +159,16 @@ const MAX_SYNTAX_DETAIL: usize = 80;
 /// Call-ID and CSeq (§8.1.1).
 pub fn parse_datagram(data: &[u8]) -> Result<Incoming, Error> {
     let frame = Frame::read(data)?;
-    let message = rsip::SipMessage::try_from(frame.for_rsip.as_slice()).map_err(syntax_error)?;
+    let message = match rsip::SipMessage::try_from(frame.for_rsip.as_slice()) {
+        Ok(message) => message,
+        // rsip's request line grammar is narrower than RFC 3261's (extension methods, IPv6
+        // and some parameter forms in the Request-URI): what it refuses there, it may read
+        // behind the stand-in line. A fault in the headers fails again and is reported.
+        Err(err) => match frame.behind_stand_in() {
+            Some(bytes) => rsip::SipMessage::try_from(bytes.as_slice()).map_err(syntax_error)?,
+            None => return Err(syntax_error(err)),
+        },
+    };
     if message.version() != &rsip::Version::V2 {
         return Err(Error::StartLine);
     }
@@ -261,6 +270,8 @@ enum StartLine {
 struct Frame {
     start: StartLine,
     for_rsip: Vec<u8>,
+    /// Length of the start line at the front of `for_rsip`.
+    start_len: usize,
 }
 
 impl Frame {
@@ -279,6 +290,7 @@ impl Frame {
 
         let mut text = String::with_capacity(head.len() + 8);
         text.push_str(&start_line);
+        let start_len = text.len();
         let mut has_header = false;
         for line in lines {
             // A control character inside a line (a bare CR, a NUL) would let a value copied into
@@ -291,6 +303,7 @@ impl Frame {
                 if !has_header {
                     return Err(Error::HeaderLine);
                 }
+                text.truncate(text.trim_end().len());
                 text.push(' ');
                 text.push_str(line.trim());
                 continue;
@@ -305,7 +318,23 @@ impl Frame {
         text.push_str("\r\n\r\n");
         let mut for_rsip = text.into_bytes();
         for_rsip.extend_from_slice(rest);
-        Ok(Frame { start, for_rsip })
+        Ok(Frame {
+            start,
+            for_rsip,
+            start_len,
+        })
+    }
+
+    /// The message with [`STAND_IN_REQUEST_LINE`] for its request line; `None` for a response.
+    fn behind_stand_in(&self) -> Option<Vec<u8>> {
+        let StartLine::Request { .. } = self.start else {
+            return None;
+        };
+        let rest = &self.for_rsip[self.start_len..];
+        let mut bytes = Vec::with_capacity(STAND_IN_REQUEST_LINE.len() + rest.len());
+        bytes.extend_from_slice(STAND_IN_REQUEST_LINE.as_bytes());
+        bytes.extend_from_slice(rest);
+        Some(bytes)
     }
 }
 
@@ -331,12 +360,7 @@ fn read_start_line(line: &str) -> Result<(StartLine, String), Error> {
     if !is_sip_2(version) || !uri.contains(':') {
         return Err(Error::StartLine);
     }
-    let rsip_reads_it = first.parse::<rsip::Method>().is_ok() && rsip::Uri::try_from(uri).is_ok();
-    let for_rsip = if rsip_reads_it {
-        format!("{first} {uri} SIP/2.0")
-    } else {
-        STAND_IN_REQUEST_LINE.to_owned()
-    };
+    let for_rsip = format!("{first} {uri} SIP/2.0");
     let uri = uri.to_owned();
     Ok((StartLine::Request { method, uri }, for_rsip))
 }
@@ -547,6 +571,38 @@ Call-ID: c3@192.0.2.10\r\n";
         assert_eq!(r.uri, "sip:[2001:db8::1]:5060;transport=udp");
         assert_eq!((r.cseq, r.cseq_method), (2, Method::Bye));
         assert!(rsip_alone(&text).is_none());
+    }
+
+    #[test]
+    fn other_request_uris_rsip_refuses_are_read_and_kept_as_sent() {
+        // RFC 3261 §25.1 allows `:` in a parameter value and any absolute URI as Request-URI;
+        // rsip's request line grammar takes neither.
+        for uri in ["sip:15550100000@192.0.2.10;x-route=a:b", "tel:+15550100000"] {
+            let text =
+                format!("BYE {uri} SIP/2.0\r\n{HEADERS}CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
+            let r = request(&text);
+            assert_eq!((r.method, r.uri.as_str()), (Method::Bye, uri));
+            assert!(rsip_alone(&text).is_none(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn a_fault_in_the_headers_is_not_hidden_by_the_stand_in() {
+        let text =
+            format!("FOO sip:a@192.0.2.10 SIP/2.0\r\n{HEADERS}CSeq: 3 FOO\r\nBad(Name): x\r\n\r\n");
+        assert!(matches!(
+            parse_datagram(text.as_bytes()),
+            Err(Error::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn a_folded_line_joins_with_exactly_one_space() {
+        let text = format!("SIP/2.0 200 OK\r\n{HEADERS}CSeq: 1 INVITE\r\nContent-Type: application/sdp \t\r\n \t ;x=1\r\n\r\n");
+        assert_eq!(
+            response(&text).content_type.as_deref(),
+            Some("application/sdp ;x=1")
+        );
     }
 
     #[test]
