@@ -54,9 +54,9 @@ pub enum Error {
     /// A header line has no `name:` part, or holds a control character.
     #[error("malformed header line")]
     HeaderLine,
-    /// rsip could not read the message (its words, shortened).
-    #[error("unreadable SIP message: {0}")]
-    Syntax(String),
+    /// rsip could not read the message.
+    #[error("SIP syntax error (rsip cannot read the message)")]
+    Syntax,
     /// A header RFC 3261 §8.1.1 requires is absent.
     #[error("missing {0} header")]
     MissingHeader(&'static str),
