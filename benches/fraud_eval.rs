@@ -9,7 +9,8 @@
 //!    leaves about 0.9 S phones tracked (the per-phone window is one hour), 0.8 S subnets and
 //!    0.65 S IPs with learned trust. Then the next simulated hour, S more requests, is measured: each
 //!    `evaluate` call is timed with `Instant`, feedback (verified / rejected / expired) is applied as
-//!    it falls due and timed apart, and `prune` runs every simulated minute as on the actor. Sizes
+//!    it falls due and timed apart, and `prune_shard` runs one shard every 60/32 simulated seconds
+//!    as on the actor (each step is timed: evaluations wait behind it). Sizes
 //!    under `BENCH_SAMPLES` (default 100,000) requests repeat warm-up and measurement with fresh
 //!    engines and other seeds until that many samples are taken, so the state stays at its size.
 //!    The stream mixes many destinations (NANP, European, Indian, Brazilian, Nigerian numbers, 2%
@@ -18,7 +19,8 @@
 //!    country ≠ destination country, and whitelisted phones and networks.
 //! 2. **Around `evaluate`**: what the dispatcher does with each decision (`admission::record`, the
 //!    JSON details stored with the request), `prune` with cap eviction, and the snapshot saved every
-//!    10 s (`snapshot`, `serde_json` serialisation and its size, the write through the gateway's
+//!    10 s (`snapshot_shard` part by part as the gateway takes it, the slowest part being how long
+//!    evaluations can wait behind it; `serde_json` serialisation and its size, the write through the gateway's
 //!    database writer into a SQLite file in `BENCH_DIR`, and the parse and restore at start).
 //!    Evaluations over the 50 µs aim are split by `/proc/thread-self/schedstat` into those whose
 //!    thread was preempted and those that spent the time working (a hash map growing its table).
@@ -48,6 +50,7 @@ use actors::fraud::actor::{Evaluate, FraudActor};
 use actors::fraud::admission;
 use actors::fraud::engine::{
     Feedback, FeedbackOutcome, FraudEngine, FraudLists, FraudSettings, FraudSnapshot, FraudStats,
+    SNAPSHOT_PARTS,
 };
 use actors::fraud::state::ip_scope;
 use actors::fraud::{Decision, FraudInput, IpInfo, IpLookup, NumberKind, Verdict};
@@ -57,7 +60,8 @@ use otp_gateway::db::DbStore;
 use otp_gateway::fraud::MaxMindLookup;
 
 const HOUR_MS: i64 = 3_600_000;
-/// How often the actor prunes (`actors::fraud::actor::PRUNE_INTERVAL`).
+/// How often the actor prunes every shard once (`actors::fraud::actor::PRUNE_INTERVAL`); it
+/// takes one shard per step.
 const PRUNE_EVERY_MS: i64 = 60_000;
 /// Requests in flight in the second actor measurement.
 const ACTOR_CONCURRENCY: usize = 64;
@@ -424,6 +428,7 @@ struct Row {
     eval: Summary,
     prune_max_ns: u64,
     evict_ns: u64,
+    part_max_ns: u64,
     snap_json_ns: u64,
     save_ns: u64,
     json_bytes: usize,
@@ -524,7 +529,9 @@ fn hour(
 ) {
     let mut sched = run.as_ref().and_then(|_| SchedStat::open());
     let start_ms = end_ms - HOUR_MS;
-    let mut next_prune = start_ms + PRUNE_EVERY_MS;
+    let prune_step_ms = PRUNE_EVERY_MS / SNAPSHOT_PARTS as i64;
+    let mut next_prune = start_ms + prune_step_ms;
+    let mut prune_shard = 0;
     let wall = Instant::now();
     for i in 0..per_hour {
         let now = start_ms + (i as i64 * HOUR_MS) / per_hour.max(1) as i64;
@@ -538,12 +545,13 @@ fn hour(
         }
         if now >= next_prune {
             let t = Instant::now();
-            engine.prune(now);
+            engine.prune_shard(prune_shard, now);
             let d = elapsed_ns(t);
             if let Some(run) = run.as_deref_mut() {
                 run.prune_ns.push(d);
             }
-            next_prune += PRUNE_EVERY_MS;
+            prune_shard = (prune_shard + 1) % SNAPSHOT_PARTS;
+            next_prune += prune_step_ms;
         }
         let (input, info) = traffic.request(now);
         let waited_before = sched.as_mut().map_or(0, SchedStat::wait_ns);
@@ -615,7 +623,10 @@ impl SchedStat {
 
 /// Snapshot, serialisation and restore of an engine's state at `now`.
 struct SnapshotCost {
+    /// All parts together.
     snapshot_ns: u64,
+    /// The slowest part: the longest the actor is busy with the snapshot at a time.
+    part_max_ns: u64,
     json_ns: u64,
     json_bytes: usize,
     /// Two saves through the database writer (the first inserts the row, the second replaces it).
@@ -632,9 +643,16 @@ fn snapshot_cost(
     lists: &FraudLists,
     db: &Db,
 ) -> anyhow::Result<SnapshotCost> {
-    let t = Instant::now();
-    let snapshot = engine.snapshot(now);
-    let snapshot_ns = elapsed_ns(t);
+    let mut snapshot = FraudSnapshot::default();
+    let (mut snapshot_ns, mut part_max_ns) = (0, 0);
+    for part in 0..SNAPSHOT_PARTS {
+        let t = Instant::now();
+        let taken = engine.snapshot_shard(part, now);
+        let d = elapsed_ns(t);
+        snapshot.absorb(taken);
+        snapshot_ns += d;
+        part_max_ns = part_max_ns.max(d);
+    }
     let t = Instant::now();
     let json = serde_json::to_string(&snapshot)?;
     let json_ns = elapsed_ns(t);
@@ -654,6 +672,7 @@ fn snapshot_cost(
     let restore_ns = elapsed_ns(t);
     Ok(SnapshotCost {
         snapshot_ns,
+        part_max_ns,
         json_ns,
         json_bytes: json.len(),
         save_ns,
@@ -844,7 +863,9 @@ fn main() -> anyhow::Result<()> {
             eval.n as f64 / wall_s.max(1e-9)
         );
         println!(
-            "  prune every minute: {} runs, p50 {:.2} ms, max {:.2} ms; with eviction ({} keys over the cap): {:.2} ms",
+            "  prune steps (one shard of {SNAPSHOT_PARTS}, every {} s): {} runs, p50 {:.2} ms, max {:.2} ms; \
+             whole state with eviction ({} keys over the cap): {:.2} ms",
+            PRUNE_EVERY_MS / SNAPSHOT_PARTS as i64 / 1000,
             prune.n,
             ms(prune.p50),
             ms(prune.max),
@@ -852,9 +873,10 @@ fn main() -> anyhow::Result<()> {
             ms(evict_ns)
         );
         println!(
-            "  snapshot {:.1} ms + serde_json {:.1} ms = {:.1} MiB JSON, saved to SQLite in {:.1} / {:.1} ms \
-             (insert / replace); at start: parse {:.1} ms + restore {:.1} ms; VmRSS {} MiB",
+            "  snapshot {:.1} ms in {SNAPSHOT_PARTS} parts (slowest {:.2} ms) + serde_json {:.1} ms = {:.1} MiB JSON, \
+             saved to SQLite in {:.1} / {:.1} ms (insert / replace); at start: parse {:.1} ms + restore {:.1} ms; VmRSS {} MiB",
             ms(snap.snapshot_ns),
+            ms(snap.part_max_ns),
             ms(snap.json_ns),
             snap.json_bytes as f64 / (1024.0 * 1024.0),
             ms(snap.save_ns[0]),
@@ -868,6 +890,7 @@ fn main() -> anyhow::Result<()> {
             eval,
             prune_max_ns: prune.max,
             evict_ns,
+            part_max_ns: snap.part_max_ns,
             snap_json_ns: snap.snapshot_ns + snap.json_ns,
             save_ns: snap.save_ns[1],
             json_bytes: snap.json_bytes,
@@ -877,22 +900,23 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13} {:>8} {:>9}",
+        "{:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13} {:>8} {:>9}",
         "S",
         "p50 µs",
         "p99 µs",
         "p99.9 µs",
         "max µs",
         "eval/s",
-        "prune ms",
+        "step ms",
         "evict ms",
+        "part ms",
         "snap+json ms",
         "save ms",
         "JSON MiB"
     );
     for r in &results {
         println!(
-            "{:>8} {:>8.2} {:>8.2} {:>9.2} {:>9.1} {:>9.0} {:>9.2} {:>9.2} {:>13.1} {:>8.1} {:>9.1}",
+            "{:>8} {:>8.2} {:>8.2} {:>9.2} {:>9.1} {:>9.0} {:>9.2} {:>9.2} {:>9.2} {:>13.1} {:>8.1} {:>9.1}",
             r.size,
             us(r.eval.p50),
             us(r.eval.p99),
@@ -901,6 +925,7 @@ fn main() -> anyhow::Result<()> {
             1e9 / r.eval.mean.max(1.0),
             ms(r.prune_max_ns),
             ms(r.evict_ns),
+            ms(r.part_max_ns),
             ms(r.snap_json_ns),
             ms(r.save_ns),
             r.json_bytes as f64 / (1024.0 * 1024.0)

@@ -11,8 +11,10 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use anyhow::Context as _;
 
-use actors::fraud::actor::{FraudActor, TakeSnapshot};
-use actors::fraud::engine::{AsnEntry, FraudLists, FraudSettings, FraudSnapshot, IrsfPrefix};
+use actors::fraud::actor::{FraudActor, TakeSnapshotPart};
+use actors::fraud::engine::{
+    AsnEntry, FraudLists, FraudSettings, FraudSnapshot, IrsfPrefix, SNAPSHOT_PARTS,
+};
 use actors::ipnet::IpNet;
 
 use crate::config::{Config, FraudMode};
@@ -24,8 +26,9 @@ use crate::fraud::{
 
 /// Bump when the seed lists gain entries existing installations should get.
 const SEED_VERSION: u32 = 1;
-/// How often the engine's state is saved. Taking a snapshot of a large state costs the fraud
-/// thread tens to hundreds of milliseconds (docs/PERFORMANCE.md), so not more often than this.
+/// How often the engine's state is saved. The fraud thread gives it in 32 short parts, but the
+/// JSON and the write of a large state take a blocking thread hundreds of milliseconds
+/// (docs/PERFORMANCE.md), so not more often than this.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
 
 /// The running engine.
@@ -41,7 +44,11 @@ pub struct Fraud {
 impl Fraud {
     /// Saves the engine's current state.
     pub async fn save_snapshot(&self) -> anyhow::Result<()> {
-        let snapshot = self.actor.send(TakeSnapshot).await?;
+        // In parts, so evaluations are never held up by more than a part.
+        let mut snapshot = FraudSnapshot::default();
+        for part in 0..SNAPSHOT_PARTS {
+            snapshot.absorb(self.actor.send(TakeSnapshotPart(part)).await?);
+        }
         // Serialising hundreds of thousands of keys takes a while: not on an async thread.
         let json =
             actix_rt::task::spawn_blocking(move || serde_json::to_string(&snapshot)).await??;

@@ -2,15 +2,19 @@
 //! (with the snapshot stored at the last shutdown, if any) and alive as long as the system. It
 //! handles [`Evaluate`] (from the dispatcher, before anything is sent), [`ApplyFeedback`]
 //! (verification outcomes), [`ReplaceLists`] (admin edits) and [`TakeSnapshot`] (the caller writes it
-//! to the database: this crate reaches storage only through its callers). It emits nothing. Every
-//! [`PRUNE_INTERVAL`] it drops expired state so memory follows live traffic only.
+//! to the database: this crate reaches storage only through its callers; [`TakeSnapshotPart`]
+//! gives it in steps). It emits nothing. Every [`PRUNE_INTERVAL`] it drops expired state so memory
+//! follows live traffic only, one shard at a time: at 500k tracked keys a whole prune or snapshot
+//! takes 0.2–0.7 s, during which evaluations would wait; a shard is a 32nd of that.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::engine::{Feedback, FraudEngine, FraudLists, FraudSettings, FraudSnapshot};
+use super::engine::{
+    Feedback, FraudEngine, FraudLists, FraudSettings, FraudSnapshot, SNAPSHOT_PARTS,
+};
 use super::state::ip_scope;
 use super::{Decision, FraudInput, IpInfo, IpLookup};
 use crate::clock::now_ms;
@@ -33,15 +37,23 @@ pub struct ApplyFeedback(pub Feedback);
 #[rtype(result = "()")]
 pub struct ReplaceLists(pub FraudLists);
 
-/// The live state, for the caller to persist.
+/// The live state, for the caller to persist (tests; the gateway takes it in parts).
 #[derive(Debug, Message)]
 #[rtype(result = "FraudSnapshot")]
 pub struct TakeSnapshot;
+
+/// Part `n` of [`SNAPSHOT_PARTS`] of the live state; the parts put together with
+/// [`FraudSnapshot::absorb`] are the whole. Evaluations run between parts.
+#[derive(Debug, Message)]
+#[rtype(result = "FraudSnapshot")]
+pub struct TakeSnapshotPart(pub usize);
 
 /// The fraud actor.
 pub struct FraudActor {
     engine: FraudEngine,
     lookup: Arc<dyn IpLookup>,
+    /// The shard the next prune step takes.
+    next_prune: usize,
 }
 
 impl FraudActor {
@@ -57,7 +69,11 @@ impl FraudActor {
             engine.restore(snapshot);
             engine.prune(now_ms());
         }
-        FraudActor { engine, lookup }
+        FraudActor {
+            engine,
+            lookup,
+            next_prune: 0,
+        }
     }
 }
 
@@ -65,7 +81,11 @@ impl Actor for FraudActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(PRUNE_INTERVAL, |act, _| act.engine.prune(now_ms()));
+        let step = PRUNE_INTERVAL / u32::try_from(SNAPSHOT_PARTS).unwrap_or(1);
+        ctx.run_interval(step, |act, _| {
+            act.engine.prune_shard(act.next_prune, now_ms());
+            act.next_prune = (act.next_prune + 1) % SNAPSHOT_PARTS;
+        });
     }
 }
 
@@ -107,6 +127,14 @@ impl Handler<TakeSnapshot> for FraudActor {
 
     fn handle(&mut self, _: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.engine.snapshot(now_ms()))
+    }
+}
+
+impl Handler<TakeSnapshotPart> for FraudActor {
+    type Result = MessageResult<TakeSnapshotPart>;
+
+    fn handle(&mut self, msg: TakeSnapshotPart, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.engine.snapshot_shard(msg.0, now_ms()))
     }
 }
 

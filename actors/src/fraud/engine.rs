@@ -56,7 +56,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::state::{FraudSnapshot, FraudStats};
+pub use super::state::{FraudSnapshot, FraudStats, SHARDS as SNAPSHOT_PARTS};
 pub use lists::{AsnEntry, FraudLists, IrsfPrefix};
 pub use settings::{BreakerSettings, FraudSettings, ReputationSettings, RulePoints};
 
@@ -222,9 +222,21 @@ impl FraudEngine {
         self.state.prune(now_ms, &self.settings);
     }
 
+    /// [`FraudEngine::prune`] for one of the [`SNAPSHOT_PARTS`] shards of the state (the actor
+    /// prunes them in turn, so no single step holds up evaluations for long).
+    pub fn prune_shard(&mut self, shard: usize, now_ms: i64) {
+        self.state.prune_shard(shard, now_ms, &self.settings);
+    }
+
     /// The live state, for the database (entries expired at `now_ms` are left out).
     pub fn snapshot(&self, now_ms: i64) -> FraudSnapshot {
         self.state.snapshot(now_ms, &self.settings)
+    }
+
+    /// Part `shard` (of [`SNAPSHOT_PARTS`]) of [`FraudEngine::snapshot`]; parts put together with
+    /// [`FraudSnapshot::absorb`] make a whole snapshot.
+    pub fn snapshot_shard(&self, shard: usize, now_ms: i64) -> FraudSnapshot {
+        self.state.snapshot_shard(shard, now_ms, &self.settings)
     }
 
     /// Replaces the state with a snapshot's (after a restart).

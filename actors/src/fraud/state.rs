@@ -1,10 +1,13 @@
 //! The fraud engine's in-memory state: per-phone accepted requests, per-subnet velocity, trust and
 //! catches, per-IP trust and per-prefix breakers, plus the [`FraudSnapshot`] that carries them across
 //! a restart. Every map drops a key once nothing live is left in it, on access where cheap and in
-//! `FraudState::prune` (every minute, from the actor); a hard cap per map evicts the stalest keys
-//! if an attacker rotating addresses outruns that.
+//! `FraudState::prune_shard` (the actor prunes one shard of every map at a time, all of them once a
+//! minute); a hard cap per map evicts the stalest keys if an attacker rotating addresses outruns
+//! that. The maps are [`Shards`] so that pruning and snapshots of a large state run in steps small
+//! enough not to hold evaluations up (see `shards`).
 
 mod breaker;
+mod shards;
 mod subnet;
 mod trust;
 mod window;
@@ -15,6 +18,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use breaker::{BreakerCheck, BreakerState, PrefixState};
+pub(crate) use shards::Shards;
+pub use shards::SHARDS;
 pub(crate) use subnet::SubnetState;
 pub use subnet::{ip_scope, subnet_of, IpScope};
 pub(crate) use trust::Trust;
@@ -43,6 +48,17 @@ pub struct FraudSnapshot {
 }
 
 impl FraudSnapshot {
+    /// Adds the entries of `part` (another shard's, [`FraudEngine::snapshot_shard`](crate::fraud::engine::FraudEngine::snapshot_shard));
+    /// the result was taken when its latest part was.
+    pub fn absorb(&mut self, part: FraudSnapshot) {
+        self.version = part.version;
+        self.taken_at_ms = self.taken_at_ms.max(part.taken_at_ms);
+        self.phones.extend(part.phones);
+        self.subnets.extend(part.subnets);
+        self.ips.extend(part.ips);
+        self.prefixes.extend(part.prefixes);
+    }
+
     /// When it was taken (ms since the epoch).
     pub fn taken_at_ms(&self) -> i64 {
         self.taken_at_ms
@@ -73,10 +89,10 @@ pub struct FraudStats {
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct FraudState {
-    pub(crate) phones: HashMap<String, Timestamps>,
-    pub(crate) subnets: HashMap<IpNet, SubnetState>,
-    pub(crate) ips: HashMap<IpAddr, Trust>,
-    pub(crate) prefixes: HashMap<String, PrefixState>,
+    pub(crate) phones: Shards<String, Timestamps>,
+    pub(crate) subnets: Shards<IpNet, SubnetState>,
+    pub(crate) ips: Shards<IpAddr, Trust>,
+    pub(crate) prefixes: Shards<String, PrefixState>,
 }
 
 impl FraudState {
@@ -133,23 +149,56 @@ impl FraudState {
 
     /// Drops everything expired and every key left empty, then enforces the per-map cap.
     pub(crate) fn prune(&mut self, now_ms: i64, s: &FraudSettings) {
+        for shard in 0..SHARDS {
+            self.prune_shard(shard, now_ms, s);
+        }
+    }
+
+    /// [`FraudState::prune`] for shard `shard` of every map; the cap applies per shard (the keys
+    /// spread evenly, so a shard holds its share of it).
+    pub(crate) fn prune_shard(&mut self, shard: usize, now_ms: i64, s: &FraudSettings) {
         let hl = s.reputation.half_life_ms;
-        self.phones.retain(|_, w| {
+        self.phones.shard_mut(shard).retain(|_, w| {
             w.prune(now_ms, HOUR_MS);
             !w.is_empty()
         });
         self.subnets
+            .shard_mut(shard)
             .retain(|_, st| !st.prune(now_ms, hl, s.caught_ttl_ms));
-        self.ips.retain(|_, t| !t.is_negligible(now_ms, hl));
-        self.prefixes.retain(|_, p| !p.prune(now_ms, &s.breaker));
-        let cap = s.max_tracked_keys;
-        evict_stalest(&mut self.phones, cap, |w| w.last().unwrap_or(i64::MIN));
-        evict_stalest(&mut self.subnets, cap, SubnetState::last_seen_ms);
-        evict_stalest(&mut self.ips, cap, Trust::at_ms);
+        self.ips
+            .shard_mut(shard)
+            .retain(|_, t| !t.is_negligible(now_ms, hl));
+        self.prefixes
+            .shard_mut(shard)
+            .retain(|_, p| !p.prune(now_ms, &s.breaker));
+        let cap = s.max_tracked_keys.div_ceil(SHARDS);
+        let last_phone = |w: &Timestamps| w.last().unwrap_or(i64::MIN);
+        evict_stalest(self.phones.shard_mut(shard), cap, last_phone);
+        evict_stalest(
+            self.subnets.shard_mut(shard),
+            cap,
+            SubnetState::last_seen_ms,
+        );
+        evict_stalest(self.ips.shard_mut(shard), cap, Trust::at_ms);
     }
 
-    /// A copy of the live state (expired entries left out; `self` is not modified).
+    /// Everything live, for a restart.
     pub(crate) fn snapshot(&self, now_ms: i64, s: &FraudSettings) -> FraudSnapshot {
+        let mut whole = FraudSnapshot::default();
+        for shard in 0..SHARDS {
+            whole.absorb(self.snapshot_shard(shard, now_ms, s));
+        }
+        whole
+    }
+
+    /// The live part of shard `shard` of every map; [`FraudSnapshot::absorb`] puts the parts
+    /// together.
+    pub(crate) fn snapshot_shard(
+        &self,
+        shard: usize,
+        now_ms: i64,
+        s: &FraudSettings,
+    ) -> FraudSnapshot {
         let hl = s.reputation.half_life_ms;
         let live = |mut w: Timestamps| {
             w.prune(now_ms, HOUR_MS);
@@ -160,11 +209,13 @@ impl FraudState {
             taken_at_ms: now_ms,
             phones: self
                 .phones
+                .shard(shard)
                 .iter()
                 .filter_map(|(k, w)| Some((k.clone(), live(w.clone())?)))
                 .collect(),
             subnets: self
                 .subnets
+                .shard(shard)
                 .iter()
                 .filter_map(|(net, st)| {
                     let mut st = st.clone();
@@ -173,12 +224,14 @@ impl FraudState {
                 .collect(),
             ips: self
                 .ips
+                .shard(shard)
                 .iter()
                 .filter(|(_, t)| !t.is_negligible(now_ms, hl))
                 .map(|(ip, t)| (*ip, *t))
                 .collect(),
             prefixes: self
                 .prefixes
+                .shard(shard)
                 .iter()
                 .filter_map(|(k, p)| {
                     let mut p = p.clone();
@@ -261,5 +314,87 @@ mod tests {
         assert_eq!(left, vec![3, 4, 5, 6, 7, 8, 9]);
         evict_stalest(&mut m, 0, |v| *v);
         assert_eq!(m.len(), 7);
+    }
+
+    const T0: i64 = 1_800_000_000_000;
+
+    /// A state with `n` phones, phone `i` last seen at `T0 + i` seconds, each with a subnet.
+    fn state_with(n: usize) -> FraudState {
+        let mut st = FraudState::default();
+        for i in 0..n {
+            let t = T0 + i64::try_from(i).unwrap() * 1000;
+            st.record_phone(&format!("+4477009{i:05}"), t);
+            let net: IpNet = format!("198.51.{}.0/24", i % 256).parse().unwrap();
+            st.subnet(net).hour.add(t);
+        }
+        st
+    }
+
+    #[test]
+    fn the_cap_keeps_the_newest_keys_of_each_shard() {
+        let settings = FraudSettings {
+            max_tracked_keys: 2 * SHARDS,
+            ..FraudSettings::default()
+        };
+        let before = state_with(10 * SHARDS);
+        let mut st = state_with(0);
+        st.phones = before.phones.clone();
+        st.prune(T0 + 400 * 1000, &settings);
+        for shard in 0..SHARDS {
+            let mut seen: Vec<i64> = before
+                .phones
+                .shard(shard)
+                .values()
+                .filter_map(Timestamps::last)
+                .collect();
+            seen.sort_unstable();
+            let newest_two: Vec<i64> = seen.iter().rev().take(2).copied().collect();
+            let mut kept: Vec<i64> = st
+                .phones
+                .shard(shard)
+                .values()
+                .filter_map(Timestamps::last)
+                .collect();
+            kept.sort_unstable_by(|a, b| b.cmp(a));
+            assert_eq!(kept, newest_two, "shard {shard}");
+        }
+        assert!(st.phones.len() <= 2 * SHARDS);
+    }
+
+    #[test]
+    fn shard_steps_add_up_to_the_whole() {
+        let settings = FraudSettings::default();
+        let now = T0 + 500 * 1000;
+        let st = state_with(300);
+        let mut parts = FraudSnapshot::default();
+        for shard in (0..SHARDS).rev() {
+            parts.absorb(st.snapshot_shard(shard, now, &settings));
+        }
+        let whole = st.snapshot(now, &settings);
+        let sorted = |snap: &FraudSnapshot| {
+            let mut phones: Vec<&String> = snap.phones.iter().map(|(k, _)| k).collect();
+            phones.sort();
+            let mut subnets: Vec<&String> = snap.subnets.iter().map(|(k, _)| k).collect();
+            subnets.sort();
+            (
+                phones.into_iter().cloned().collect::<Vec<_>>(),
+                subnets.into_iter().cloned().collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(sorted(&parts), sorted(&whole));
+        assert_eq!((parts.phones.len(), parts.subnets.len()), (300, 256));
+        assert_eq!(parts.taken_at_ms(), now);
+
+        // Pruning shard by shard ends where one whole prune does: an hour later, only what an
+        // hour keeps.
+        let later = T0 + 3_700 * 1000;
+        let mut stepped = state_with(300);
+        for shard in 0..SHARDS {
+            stepped.prune_shard(shard, later, &settings);
+        }
+        let mut whole = state_with(300);
+        whole.prune(later, &settings);
+        assert_eq!(stepped.stats(), whole.stats());
+        assert!(stepped.stats().phones < 300);
     }
 }

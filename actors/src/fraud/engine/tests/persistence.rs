@@ -88,27 +88,31 @@ fn pruning_drops_expired_keys_and_caps_maps() {
     e.prune(T0 + 10 * 24 * HOUR);
     assert_eq!(e.stats(), FraudStats::default());
 
+    // The cap is kept per shard (a 32nd of it each, rounded up): with a cap of 32, each shard keeps
+    // only its newest key.
     let mut capped = engine(FraudSettings {
-        max_tracked_keys: 5,
+        max_tracked_keys: SNAPSHOT_PARTS,
         ..FraudSettings::default()
     });
-    for i in 0..10 {
+    let keys = 3 * SNAPSHOT_PARTS;
+    for i in 0..keys {
         let ip = format!("198.51.{i}.1");
         eval(
             &mut capped,
             &input(&phone(i), Some(&ip), T0 + i64::try_from(i).unwrap() * SEC),
         );
     }
-    capped.prune(T0 + 10 * SEC);
+    capped.prune(T0 + 96 * SEC);
     let s = capped.stats();
-    assert_eq!((s.phones, s.subnets), (5, 5));
-    // The newest phones are kept (phone 9 is at its limit after one more), the oldest forgotten.
-    for (i, want_limited) in [(9, false), (9, true), (0, false), (0, false)] {
-        let d = eval(&mut capped, &input(&phone(i), None, T0 + 11 * SEC));
+    assert!((1..=SNAPSHOT_PARTS).contains(&s.phones), "{s:?}");
+    assert!((1..=SNAPSHOT_PARTS).contains(&s.subnets), "{s:?}");
+    // The newest phone is kept (at its limit after one more), whatever shard it is in.
+    let newest = keys - 1;
+    for want_limited in [false, true] {
+        let d = eval(&mut capped, &input(&phone(newest), None, T0 + 97 * SEC));
         assert_eq!(
             matches!(d.verdict, Verdict::RateLimited { .. }),
-            want_limited,
-            "{i}"
+            want_limited
         );
     }
 }
