@@ -863,9 +863,9 @@ fn main() -> anyhow::Result<()> {
             eval.n as f64 / wall_s.max(1e-9)
         );
         println!(
-            "  prune steps (one shard of {SNAPSHOT_PARTS}, every {} s): {} runs, p50 {:.2} ms, max {:.2} ms; \
+            "  prune steps (one shard of {SNAPSHOT_PARTS}, every {:.2} s): {} runs, p50 {:.2} ms, max {:.2} ms; \
              whole state with eviction ({} keys over the cap): {:.2} ms",
-            PRUNE_EVERY_MS / SNAPSHOT_PARTS as i64 / 1000,
+            PRUNE_EVERY_MS as f64 / SNAPSHOT_PARTS as f64 / 1000.0,
             prune.n,
             ms(prune.p50),
             ms(prune.max),
