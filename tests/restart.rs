@@ -9,6 +9,8 @@
 //!   (the outbox resumes).
 //! * SIGTERM stops accepting (new connections are refused or answered 503), finishes in-flight
 //!   requests and exits 0; nothing it answered 200 is missing after a restart.
+//! * A voice call cut by SIGTERM before its code was heard is cancelled at the trunk, records no
+//!   outcome, and is placed again by the restarted gateway, which delivers it.
 //! * A bad configuration exits non-zero listing every problem at once; a database in a missing
 //!   folder exits non-zero with a message naming `DATABASE_PATH`.
 //!
@@ -113,6 +115,11 @@ struct Process {
 impl Process {
     /// Starts `otp-gateway --sandbox` on `db` and waits for its banner.
     async fn start(db: &Path, tag: &str) -> Process {
+        Process::start_with(db, tag, &[]).await
+    }
+
+    /// [`Process::start`] with more environment variables.
+    async fn start_with(db: &Path, tag: &str, env: &[(&str, &str)]) -> Process {
         let mut last_failure = String::new();
         for attempt in 0..3 {
             let port = free_port();
@@ -132,6 +139,7 @@ impl Process {
                 .env("SMS_DELIVERY_TIMEOUT_SECS", "1")
                 .env("LOG_LEVEL", "warn")
                 .env("FRAUD_ENABLED", "false")
+                .envs(env.iter().copied())
                 .stdout(Stdio::piped())
                 .stderr(File::create(&stderr_path).unwrap());
             let mut child = cmd.spawn().expect("the gateway binary starts");
@@ -684,5 +692,100 @@ fn database_in_a_missing_folder_exits_non_zero_naming_database_path() {
     assert!(
         !dir.path().join("no-such-folder").exists(),
         "nothing may be created"
+    );
+}
+
+/// A voice OTP whose call is ringing when SIGTERM arrives: the gateway CANCELs it and records no
+/// outcome (nobody heard the code); the restarted gateway places the call again and delivers it.
+#[actix_web::test]
+async fn a_call_cut_by_sigterm_is_placed_again_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("otp.db");
+    let hooks = HookReceiver::start();
+    // A short prompt (the code, fast) keeps the delivered call brief.
+    let env = [
+        ("OTP_MESSAGE_TEMPLATE", "{code}"),
+        ("OTP_VOICE_SPEED", "fast"),
+    ];
+    let mut gw = Process::start_with(&db, "first", &env).await;
+    let client = client();
+    let phone = phone(4242);
+
+    // This process's simulated trunk lets the phone ring for a minute.
+    let mut response = client
+        .post(format!("{}/sandbox/voice/behaviours", gw.url))
+        .insert_header(("X-API-Secret", SECRET))
+        .send_json(
+            &json!({"destination": phone, "behaviour": {"kind": "answer", "ring_ms": 60_000}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{:?}",
+        response.body().await
+    );
+    let mut response = client
+        .post(format!("{}/dispatch", gw.url))
+        .insert_header(("X-API-Secret", SECRET))
+        .send_json(&json!({
+            "phone": phone,
+            "code": "4242",
+            "channels": ["voice"],
+            "webhook_url": hooks.url(),
+        }))
+        .await
+        .unwrap();
+    let (status, answer) = (
+        response.status().as_u16(),
+        response.json::<Value>().await.unwrap(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let id = request_id(&answer);
+    let has = |hooks: &[Hook], event: &str| {
+        hooks
+            .iter()
+            .any(|h| h.request_id == id && h.body["event"] == event)
+    };
+    hooks.wait_until(SETTLE, |h| has(h, "otp.ringing")).await;
+
+    signal(gw.pid, "TERM");
+    let exit = gw.wait_exit(SHUTDOWN).await;
+    assert!(exit.success(), "exit {exit}\n{}", gw.diagnostics());
+    let first_run: Vec<String> = hooks
+        .of(&id)
+        .iter()
+        .map(|h| h.body["event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(first_run, ["otp.calling", "otp.ringing"], "first run");
+
+    // The new process's trunk answers at once (behaviours belong to the process).
+    let gw = Process::start_with(&db, "second", &env).await;
+    hooks.wait_until(SETTLE, |h| has(h, "otp.completed")).await;
+    let (_, status, view) = views(&client, &gw.url, std::slice::from_ref(&id))
+        .await
+        .remove(0);
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "delivered", "{view}");
+    let stored: Vec<&str> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap_or_default())
+        .collect();
+    // No busy, no_answer, failed or hangup for the cancelled call: it was not the callee's doing.
+    assert_eq!(
+        stored,
+        [
+            "calling",
+            "ringing",
+            "calling",
+            "ringing",
+            "answered",
+            "playing",
+            "completed"
+        ],
+        "{view}"
     );
 }
