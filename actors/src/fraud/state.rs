@@ -340,23 +340,20 @@ mod tests {
         let mut st = state_with(0);
         st.phones = before.phones.clone();
         st.prune(T0 + 400 * 1000, &settings);
+        // Last-seen times of a shard's phones, newest first.
+        let newest_first = |state: &FraudState, shard: usize| {
+            let mut seen: Vec<i64> = state
+                .phones
+                .shard(shard)
+                .values()
+                .filter_map(Timestamps::last)
+                .collect();
+            seen.sort_unstable_by(|a, b| b.cmp(a));
+            seen
+        };
         for shard in 0..SHARDS {
-            let mut seen: Vec<i64> = before
-                .phones
-                .shard(shard)
-                .values()
-                .filter_map(Timestamps::last)
-                .collect();
-            seen.sort_unstable();
-            let newest_two: Vec<i64> = seen.iter().rev().take(2).copied().collect();
-            let mut kept: Vec<i64> = st
-                .phones
-                .shard(shard)
-                .values()
-                .filter_map(Timestamps::last)
-                .collect();
-            kept.sort_unstable_by(|a, b| b.cmp(a));
-            assert_eq!(kept, newest_two, "shard {shard}");
+            let newest_two: Vec<i64> = newest_first(&before, shard).into_iter().take(2).collect();
+            assert_eq!(newest_first(&st, shard), newest_two, "shard {shard}");
         }
         assert!(st.phones.len() <= 2 * SHARDS);
     }
