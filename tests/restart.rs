@@ -9,8 +9,9 @@
 //!   (the outbox resumes).
 //! * SIGTERM stops accepting (new connections are refused or answered 503), finishes in-flight
 //!   requests and exits 0; nothing it answered 200 is missing after a restart.
-//! * A voice call cut by SIGTERM before its code was heard is cancelled at the trunk, records no
-//!   outcome, and is placed again by the restarted gateway, which delivers it.
+//! * A voice call cut by SIGTERM before its code was heard records no outcome and is placed again by
+//!   the restarted gateway, which delivers it (that the CANCEL reaches the trunk is checked in
+//!   `voice_channel`).
 //! * A bad configuration exits non-zero listing every problem at once; a database in a missing
 //!   folder exits non-zero with a message naming `DATABASE_PATH`.
 //!

@@ -185,18 +185,45 @@ impl SippRun {
         );
     }
 
-    /// Start lines of the SIP messages SIPp received, in order (`INVITE sip:…`, `SIP/2.0 200 OK`).
-    pub fn received(&self) -> Vec<&str> {
+    /// Every SIP message SIPp sent or received, in order.
+    pub fn trace(&self) -> Vec<Traced<'_>> {
         self.messages
             .split("----------------------------------------------- ")
             .filter_map(|block| {
-                // `<time>` / `UDP message received [n] bytes :` / blank / start line / …
+                // `<time>` / `UDP message received [n] bytes :` or `UDP message sent (n bytes):` /
+                // blank / start line / headers …
                 let mut lines = block.lines().skip(1);
-                if !lines.next()?.contains("message received") {
+                let direction = lines.next()?;
+                let received = direction.contains("message received");
+                if !received && !direction.contains("message sent") {
                     return None;
                 }
-                lines.map(str::trim).find(|line| !line.is_empty())
+                let mut lines = lines.map(str::trim).skip_while(|line| line.is_empty());
+                let start_line = lines.next()?;
+                let cseq = lines
+                    .take_while(|line| !line.is_empty())
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.trim()
+                            .eq_ignore_ascii_case("CSeq")
+                            .then(|| value.trim())
+                    })
+                    .unwrap_or_default();
+                Some(Traced {
+                    received,
+                    start_line,
+                    cseq,
+                })
             })
+            .collect()
+    }
+
+    /// Start lines of the SIP messages SIPp received, in order (`INVITE sip:…`, `SIP/2.0 200 OK`).
+    pub fn received(&self) -> Vec<&str> {
+        self.trace()
+            .into_iter()
+            .filter(|m| m.received)
+            .map(|m| m.start_line)
             .collect()
     }
 
@@ -217,6 +244,17 @@ impl SippRun {
             self.status, self.errors, self.logs, self.messages, self.screen
         )
     }
+}
+
+/// One message of a SIPp trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traced<'a> {
+    /// Received by SIPp (else sent by it).
+    pub received: bool,
+    /// `INVITE sip:…`, `SIP/2.0 200 OK`.
+    pub start_line: &'a str,
+    /// The CSeq value (`2 INVITE`).
+    pub cseq: &'a str,
 }
 
 fn scenario_path(scenario: &str) -> PathBuf {

@@ -166,16 +166,14 @@ pub fn parse_datagram(data: &[u8]) -> Result<Incoming, Error> {
             None => return Err(syntax_error(err)),
         },
     };
-    if message.version() != &rsip::Version::V2 {
-        return Err(Error::StartLine);
-    }
     let headers = Headers::from_rsip(message.headers());
     let body = match headers.first("content-length") {
         None => message.body().as_slice(),
         Some(len) => {
-            let len = len
-                .parse::<usize>()
-                .map_err(|_| Error::BadHeader("Content-Length"))?;
+            let len = Some(len)
+                .filter(|l| l.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|l| l.parse::<usize>().ok())
+                .ok_or(Error::BadHeader("Content-Length"))?;
             message.body().get(..len).ok_or(Error::Truncated)?
         }
     }
@@ -333,6 +331,10 @@ impl Frame {
 /// Reads a status line (`SIP/2.0 180 Ringing`, reason optional) or a request line
 /// (`BYE sip:… SIP/2.0`); returns it with the line rsip is given.
 fn read_start_line(line: &str) -> Result<(StartLine, String), Error> {
+    // The reason phrase reaches events, webhooks and logs: no control characters in it.
+    if line.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(Error::StartLine);
+    }
     let (first, rest) = line.split_once(' ').ok_or(Error::StartLine)?;
     if is_sip_2(first) {
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -692,6 +694,32 @@ Call-ID: c3@192.0.2.10\r\n";
         // A second version: only SIP/2.0 is spoken.
         let text = format!("SIP/1.0 200 OK\r\n{HEADERS}CSeq: 1 INVITE\r\n\r\n");
         assert_eq!(parse_datagram(text.as_bytes()), Err(Error::StartLine));
+    }
+
+    #[test]
+    fn a_content_length_must_be_digits() {
+        let text =
+            format!("SIP/2.0 200 OK\r\n{HEADERS}CSeq: 1 INVITE\r\nContent-Length: +3\r\n\r\nv=0");
+        assert_eq!(
+            parse_datagram(text.as_bytes()),
+            Err(Error::BadHeader("Content-Length"))
+        );
+    }
+
+    #[test]
+    fn control_characters_in_the_start_line_are_refused() {
+        for line in [
+            "SIP/2.0 480 Nobody\0Home",
+            "SIP/2.0 480 Nobody\rHome",
+            "BYE sip:a@b\x7f SIP/2.0",
+        ] {
+            let text = format!("{line}\r\n{HEADERS}CSeq: 1 INVITE\r\n\r\n");
+            assert_eq!(
+                parse_datagram(text.as_bytes()),
+                Err(Error::StartLine),
+                "{line:?}"
+            );
+        }
     }
 
     #[test]

@@ -85,6 +85,9 @@ struct UnacknowledgedOk {
     bytes: Vec<u8>,
     to: SocketAddr,
     interval: Duration,
+    /// When the next copy is due: each deadline follows from the first send, so a late timer does
+    /// not push the later copies back.
+    due: Instant,
     give_up_at: Instant,
     timer: SpawnHandle,
 }
@@ -885,13 +888,15 @@ impl CallActor {
             ctx.cancel_future(previous.timer);
         }
         let timers = self.voice.settings.timers;
+        let now = Instant::now();
         let timer = ctx.run_later(timers.t1, Self::retransmit_reinvite_ok);
         self.reinvite_ok = Some(UnacknowledgedOk {
             cseq,
             bytes,
             to,
             interval: timers.t1,
-            give_up_at: Instant::now() + 64 * timers.t1,
+            due: now + timers.t1,
+            give_up_at: now + 64 * timers.t1,
             timer,
         });
     }
@@ -918,7 +923,9 @@ impl CallActor {
             bytes: pending.bytes.clone(),
         });
         pending.interval = (pending.interval * 2).min(self.voice.settings.timers.t2);
-        pending.timer = ctx.run_later(pending.interval, Self::retransmit_reinvite_ok);
+        pending.due += pending.interval;
+        let wait = pending.due.saturating_duration_since(Instant::now());
+        pending.timer = ctx.run_later(wait, Self::retransmit_reinvite_ok);
     }
 
     /// An in-dialog ACK: ends the retransmission of the 2xx it acknowledges.

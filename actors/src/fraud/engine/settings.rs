@@ -35,7 +35,8 @@ pub struct FraudSettings {
     /// How long a shadow ban marks its subnet for `recently_caught` (default 24 h).
     pub caught_ttl_ms: i64,
     /// Most keys per map (phones, subnets, IPs) before the stalest are evicted; 0 = no cap. Kept
-    /// per shard of the map (a 32nd each, rounded up), where keys spread evenly by hash.
+    /// per shard of the map (a 32nd each, rounded up, so at least one per shard), where keys
+    /// spread evenly by hash.
     /// Default 500 000: a few hundred MB at worst.
     pub max_tracked_keys: usize,
 }
