@@ -8,9 +8,10 @@
 //! - **before rsip** (framing): CRLF keepalives before the start line are skipped (§7.5), folded
 //!   header lines joined (§7.3.1), whitespace before a header colon dropped, LF-only line ends and
 //!   a lower-case `sip/2.0` accepted, a status line without reason phrase completed (§25.1). A
-//!   request line rsip cannot hold — an extension method (which must be read to be answered 405,
-//!   §8.2.1) or an IPv6 Request-URI (DIDWW signals over IPv6) — is read here, and rsip reads the
-//!   rest of the message behind a neutral stand-in line;
+//!   request line rsip refuses — an extension method (which must be read to be answered 405,
+//!   §8.2.1), an IPv6 Request-URI (DIDWW signals over IPv6), a `tel:` URI, a `:` in a URI
+//!   parameter value — is read here, and rsip reads the rest of the message behind a neutral
+//!   stand-in line;
 //! - **after rsip**: the reason phrase is taken from the wire (rsip swaps in its own table's text;
 //!   events report the carrier's), the body is cut to Content-Length (§18.3; rsip keeps trailing
 //!   datagram bytes), compact header names are expanded (rsip files `v:` under `Other`), and the
