@@ -3,7 +3,7 @@
 //! a restart. Every map drops a key once nothing live is left in it, on access where cheap and in
 //! `FraudState::prune_shard` (the actor prunes one shard of every map at a time, all of them once a
 //! minute); a hard cap per map evicts the stalest keys if an attacker rotating addresses outruns
-//! that. The maps are [`Shards`] so that pruning and snapshots of a large state run in steps small
+//! that. The maps are `Shards` so that pruning and snapshots of a large state run in steps small
 //! enough not to hold evaluations up (see `shards`).
 
 mod breaker;
