@@ -34,6 +34,7 @@ use actors::fraud::engine::{
     Feedback, FeedbackOutcome, FraudEngine, FraudLists, FraudSettings, FraudStats,
 };
 use actors::fraud::{Decision, FraudInput, IpInfo, NumberKind, Verdict};
+use actors::xorshift::XorShift64Star;
 use actors::Channel;
 use otp_gateway::config::Config;
 use otp_gateway::fraud::seeds::ASN_BLOCKLIST_SEED;
@@ -70,30 +71,25 @@ const SEED: u64 = 0x5EED_F00D_2026_0409;
 // ---------------------------------------------------------------------------------------------
 // Deterministic randomness
 
-/// xorshift64* (Vigna 2016): small, fast, and the same sequence on every machine.
-struct Rng(u64);
+/// The traffic's generator: [`XorShift64Star`] behind a splitmix64 seeding round.
+struct Rng(XorShift64Star);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
-        // One splitmix64 round so that nearby seeds give unrelated streams; never 0.
+        // One splitmix64 round so that nearby seeds give unrelated streams.
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
+        Rng(XorShift64Star::new(z ^ (z >> 31)))
     }
 
     fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
     fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
 
     fn chance(&mut self, p: f64) -> bool {

@@ -28,6 +28,7 @@ pub mod status;
 pub mod store;
 pub mod voice;
 pub mod webhook;
+pub mod xorshift;
 
 pub use domain::{Channel, EventType, Status};
 pub use ids::{ProviderMessageId, RequestId};

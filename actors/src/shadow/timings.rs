@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::xorshift::XorShift64Star;
+
 use crate::domain::{Channel, EventType};
 use crate::ids::RequestId;
 use crate::store::NewEvent;
@@ -166,7 +168,7 @@ impl DeliveryTimings {
     pub fn with_capacity(samples_per_step: usize, tracked_requests: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                rng: XorShift::seeded(),
+                rng: seeded_rng(),
                 samples: Step::ALL.map(|_| Samples::new(samples_per_step.max(1))),
                 open: HashMap::new(),
                 order: VecDeque::new(),
@@ -260,7 +262,7 @@ impl DeliveryTimings {
             let factor = 1.0 - DEFAULT_JITTER + 2.0 * DEFAULT_JITTER * rng.unit();
             return step.default_delay().mul_f64(factor);
         }
-        let pick = usize::try_from(rng.next() % recent.len() as u64).unwrap_or(0);
+        let pick = usize::try_from(rng.next_u64() % recent.len() as u64).unwrap_or(0);
         recent.get(pick)
     }
 
@@ -287,7 +289,7 @@ fn delay_between(from_ms: i64, to_ms: i64) -> Option<Duration> {
 }
 
 struct Inner {
-    rng: XorShift,
+    rng: XorShift64Star,
     samples: [Samples; Step::ALL.len()],
     /// The last success-path event of each request in progress.
     open: HashMap<RequestId, Last>,
@@ -383,33 +385,14 @@ impl Samples {
     }
 }
 
-/// xorshift64*: plenty for picking delays, seeded once from the system's CSPRNG.
-struct XorShift(u64);
-
-impl XorShift {
-    fn seeded() -> Self {
-        let mut seed = [0u8; 8];
-        if SystemRandom::new().fill(&mut seed).is_err() {
-            // No system randomness (never on a supported platform): the clock still varies.
-            seed = crate::clock::now_ms().to_le_bytes();
-        }
-        // xorshift must not start at zero.
-        Self(u64::from_le_bytes(seed) | 1)
+/// A generator for picking delays, seeded once from the system's CSPRNG.
+fn seeded_rng() -> XorShift64Star {
+    let mut seed = [0u8; 8];
+    if SystemRandom::new().fill(&mut seed).is_err() {
+        // No system randomness (never on a supported platform): the clock still varies.
+        seed = crate::clock::now_ms().to_le_bytes();
     }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
+    XorShift64Star::new(u64::from_le_bytes(seed))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use actors::rtp::g711::Codec;
 use actors::sip::sdp::{RemoteMedia, SdpSession};
+use actors::xorshift::XorShift64Star;
 
 use super::behaviour::CodecChoice;
 
@@ -130,11 +131,11 @@ pub(super) fn rtp_target(remote: &RemoteMedia) -> Option<SocketAddr> {
     (target.port() != 0 && !target.ip().is_unspecified()).then_some(target)
 }
 
-/// A small deterministic generator (xorshift64*) for the simulated loss: seeded from the Call-ID
-/// so a call loses the same datagrams on every run; not for anything secret.
+/// The simulated loss: a deterministic generator seeded from the Call-ID, so a call loses the same
+/// datagrams on every run.
 #[derive(Debug, Clone)]
 pub(super) struct Loss {
-    state: u64,
+    rng: XorShift64Star,
     share: f64,
 }
 
@@ -148,8 +149,7 @@ impl Loss {
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
         Self {
-            // xorshift must not start at 0.
-            state: hash | 1,
+            rng: XorShift64Star::new(hash),
             share,
         }
     }
@@ -159,14 +159,7 @@ impl Loss {
         if self.share <= 0.0 {
             return false;
         }
-        let mut x = self.state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.state = x;
-        let draw = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
-        // 53 random bits as a float in [0, 1).
-        (draw as f64) / ((1u64 << 53) as f64) < self.share
+        self.rng.unit() < self.share
     }
 }
 
