@@ -24,10 +24,13 @@
 //! BENCH_CONNECTIONS=64, BENCH_FRAUD=off).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{env_or, own_cpu, process_cpu, status_kib};
 use otp_gateway::app;
 use otp_gateway::config::{Config, FraudMode};
 
@@ -219,47 +222,6 @@ async fn closed_loop(
     stats
 }
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime, in seconds, from a `/proc/.../stat` file.
-fn cpu_seconds(stat_path: &str) -> f64 {
-    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
-    // Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ
-}
-
-/// CPU seconds used by the whole process (live and exited threads).
-fn process_cpu() -> f64 {
-    cpu_seconds("/proc/self/stat")
-}
-
-/// CPU seconds used by the calling thread.
-fn own_cpu() -> f64 {
-    cpu_seconds("/proc/thread-self/stat")
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let rates: Vec<u64> = std::env::var("BENCH_RATES")
         .unwrap_or_else(|_| "1000,2500,5000".into())
@@ -350,8 +312,8 @@ fn main() {
         );
         println!(
             "load stopped: {sent} requests accepted, {at_stop} delivered so far; memory VmRSS {} MiB, peak {} MiB",
-            rss_kib("VmRSS:") / 1024,
-            rss_kib("VmHWM:") / 1024
+            status_kib("VmRSS:") / 1024,
+            status_kib("VmHWM:") / 1024
         );
         // Drain: wait until every accepted request is delivered (the pipeline behind /dispatch
         // caught up) or 120 s pass, then report how long that took and the live actors left.
@@ -365,7 +327,7 @@ fn main() {
         println!(
             "drained in {:.1} s: {delivered}/{sent} delivered, {live} request actors still live; memory VmRSS {} MiB",
             drain_start.elapsed().as_secs_f64(),
-            rss_kib("VmRSS:") / 1024
+            status_kib("VmRSS:") / 1024
         );
         if fraud_on {
             let verdicts = gateway.store.read(|conn| {

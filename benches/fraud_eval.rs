@@ -36,6 +36,8 @@
 //! `BENCH_SAMPLES=100000`, `BENCH_ACTOR_REQUESTS=50000`, `BENCH_SEED=1`, `BENCH_DIR` for the
 //! temporary database). About 30 s and 0.5 GiB of memory.
 
+mod common;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -56,6 +58,7 @@ use actors::fraud::state::ip_scope;
 use actors::fraud::{Decision, FraudInput, IpInfo, IpLookup, NumberKind, Verdict};
 use actors::ipnet::IpNet;
 use actors::Channel;
+use common::{env_or, status_kib};
 use otp_gateway::db::DbStore;
 use otp_gateway::fraud::MaxMindLookup;
 
@@ -474,24 +477,6 @@ fn elapsed_ns(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        / 1024
-}
-
 fn keys(s: FraudStats) -> String {
     format!(
         "phones {} subnets {} ips {} prefixes {}",
@@ -783,7 +768,7 @@ fn main() -> anyhow::Result<()> {
             if pass == 0 {
                 run.before = before;
                 run.after = engine.stats();
-                rss = rss_mib();
+                rss = status_kib("VmRSS:") / 1024;
             }
             if pass + 1 == passes {
                 last = Some(engine);

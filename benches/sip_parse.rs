@@ -9,10 +9,13 @@
 //!
 //! Run: `cargo bench --bench sip_parse`.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
 use actors::sip::message::parse_datagram;
+use common::env_or;
 
 /// DIDWW's 401 (reference §4.4): Record-Route from two nodes, digest challenge.
 const DIDWW_401: &str = include_str!("../actors/src/sip/samples/didww_401.sip");
@@ -34,16 +37,9 @@ const OK_WITH_SDP: &str = include_str!("../actors/src/sip/samples/asterisk_200.s
 /// A remote BYE with compact and folded headers (the framing's work).
 const REMOTE_BYE: &str = include_str!("../actors/src/sip/samples/remote_bye.sip");
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let parses = env_usize("BENCH_PARSES", 20_000).max(1);
-    let rounds = env_usize("BENCH_ROUNDS", 15).max(1);
+    let parses = env_or::<usize>("BENCH_PARSES", 20_000).max(1);
+    let rounds = env_or::<usize>("BENCH_ROUNDS", 15).max(1);
     println!("SIP datagram parsing: {rounds} rounds × {parses} parses per sample");
     println!(
         "{:<14} {:>7} {:>12} {:>12}",

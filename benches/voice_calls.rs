@@ -40,6 +40,8 @@
 //! `BENCH_CONNECTIONS=128` HTTP connections for the dispatch burst, `BENCH_DIR` for the temporary
 //! database). Smoke run: `BENCH_CALLS=20 cargo bench --bench voice_calls` (about 15 s).
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -51,6 +53,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use actors::rtp::prompt::{self, Clips, DigitGap, PromptPlan};
+use common::{own_cpu, parse_stat, process_cpu, status_kib};
 use otp_gateway::app;
 use otp_gateway::config::{Config, PromptPart, Secret, VoiceSpeed};
 use otp_gateway::sandbox::sip::{EndedBy, RtpRecord, TrunkCall};
@@ -455,7 +458,7 @@ async fn measure(n: usize, connections: usize, dir: &Path) -> anyhow::Result<Row
     actix_rt::time::sleep(Duration::from_millis(500)).await;
 
     let peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let rss_base_kib = proc_status_kib("VmRSS:");
+    let rss_base_kib = status_kib("VmRSS:");
     let cpu_before = process_cpu();
     let machine_before = machine_busy();
     let rcvbuf_before = udp_rcvbuf_errors();
@@ -508,7 +511,7 @@ async fn measure(n: usize, connections: usize, dir: &Path) -> anyhow::Result<Row
     let steal_s = machine_after.1 - machine_before.1;
     let threads_after = thread_cpu();
     let rcvbuf_errors = udp_rcvbuf_errors().saturating_sub(rcvbuf_before);
-    let rss_peak_kib = proc_status_kib("VmHWM:");
+    let rss_peak_kib = status_kib("VmHWM:");
     let thread_delta = |name: &str| -> f64 {
         threads_after
             .iter()
@@ -969,41 +972,7 @@ fn print_details(r: &Row, peak_live: usize) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// /proc readings (as in benches/dispatch_load.rs).
-
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// (command name, utime + stime in seconds) from the text of a `/proc/.../stat` file.
-fn parse_stat(stat: &str) -> (String, f64) {
-    let name = stat
-        .split_once('(')
-        .and_then(|(_, rest)| rest.rsplit_once(')'))
-        .map(|(name, _)| name.to_owned())
-        .unwrap_or_default();
-    // Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
-    (name, (ticks(11) + ticks(12)) / 100.0) // USER_HZ
-}
-
-/// CPU seconds used by the whole process (live and exited threads).
-fn process_cpu() -> f64 {
-    parse_stat(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default()).1
-}
-
-/// CPU seconds used by the calling thread.
-fn own_cpu() -> f64 {
-    parse_stat(&std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default()).1
-}
+// /proc readings beyond `common`'s.
 
 /// Receive-buffer drops of every open UDP socket by local port (last column of `/proc/net/udp` and
 /// `/proc/net/udp6`).
