@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use actors::{EventType, RequestId, Status};
 use common::{read_json, TestGateway, PHONE, SECRET};
 use otp_gateway::config::{Config, FraudMode, IpNet};
-use otp_gateway::db::models::{event, fraud, request};
+use otp_gateway::db::models::{event, fraud};
 use otp_gateway::db::schema::{fraud_refusals, otp_requests};
 
 /// Another valid US number.
@@ -96,20 +96,9 @@ async fn deliver_sms(gw: &mut TestGateway, phone: &str, extra: Value) -> Request
     id
 }
 
-/// The stored request row.
-async fn row(gw: &TestGateway, id: RequestId) -> request::RequestRow {
-    let key = id.to_string();
-    gw.gateway
-        .store
-        .read(move |c| request::find_by_id(c, &key))
-        .await
-        .unwrap()
-        .expect("request row")
-}
-
 /// The stored decision (`fraud_details`) of a request.
 async fn decision(gw: &TestGateway, id: RequestId) -> Value {
-    let row = row(gw, id).await;
+    let row = gw.request_row(id).await;
     serde_json::from_str(row.fraud_details.as_deref().expect("fraud_details")).unwrap()
 }
 
@@ -320,7 +309,7 @@ async fn the_third_dispatch_to_a_phone_within_a_minute_is_rate_limited() {
 
     // The accepted ones carry an "allow" decision.
     for id in [first, second] {
-        let row = row(&gw, id).await;
+        let row = gw.request_row(id).await;
         assert_eq!(row.fraud_verdict.as_deref(), Some("allow"));
         assert_eq!(row.fraud_enforced, Some(true));
         assert!(!row.shadow_banned);
@@ -329,7 +318,7 @@ async fn the_third_dispatch_to_a_phone_within_a_minute_is_rate_limited() {
     // Another phone is not affected.
     let other = deliver_sms(&mut gw, PHONE_2, json!({})).await;
     assert_eq!(
-        row(&gw, other).await.fraud_verdict.as_deref(),
+        gw.request_row(other).await.fraud_verdict.as_deref(),
         Some("allow")
     );
 }
@@ -396,13 +385,7 @@ async fn a_destination_outside_the_allowed_countries_is_refused_with_422() {
 
     assert_eq!(request_count(&gw).await, 0);
     assert!(gw.sms().received().is_empty(), "nothing is sent");
-    assert!(gw
-        .gateway
-        .sandbox_trunk
-        .as_ref()
-        .unwrap()
-        .calls()
-        .is_empty());
+    assert!(gw.trunk().calls().is_empty());
     let refused = refusals(&gw).await;
     assert_eq!(refused.len(), 2);
     for r in &refused {
@@ -459,16 +442,10 @@ async fn a_premium_rate_number_is_shadow_banned_and_nothing_reaches_the_carrier(
     // Nothing reached the carrier: the only SMS is the real one, and no call was placed.
     assert_eq!(carrier_sms_to(&gw, PREMIUM_DIGITS), 0);
     assert_eq!(gw.sms().received().len(), 1);
-    assert!(gw
-        .gateway
-        .sandbox_trunk
-        .as_ref()
-        .unwrap()
-        .calls()
-        .is_empty());
+    assert!(gw.trunk().calls().is_empty());
 
     // The decision, for the operator.
-    let row = row(&gw, id).await;
+    let row = gw.request_row(id).await;
     assert!(row.shadow_banned);
     assert_eq!(row.fraud_verdict.as_deref(), Some("shadow_ban"));
     assert_eq!(row.fraud_enforced, Some(true));
@@ -488,7 +465,7 @@ async fn a_premium_rate_number_is_shadow_banned_and_nothing_reaches_the_carrier(
     assert_eq!(d["inputs"]["prefix"], "+4490");
     assert_eq!(d["inputs"]["number_kind"], "premium_rate");
     // The real one was allowed, with no savings.
-    let r = self::row(&gw, real).await;
+    let r = gw.request_row(real).await;
     assert_eq!(r.fraud_verdict.as_deref(), Some("allow"));
     assert_eq!(r.fraud_savings_micros, None);
     assert!(!r.shadow_banned);
@@ -544,7 +521,7 @@ async fn monitor_mode_records_what_would_have_happened_and_delivers() {
     let mut gw = TestGateway::start_with(|c| c.fraud.mode = FraudMode::Monitor).await;
     let id = deliver_sms(&mut gw, PREMIUM, json!({})).await;
     assert_eq!(carrier_sms_to(&gw, PREMIUM_DIGITS), 1, "really sent");
-    let row = row(&gw, id).await;
+    let row = gw.request_row(id).await;
     assert_eq!(row.fraud_verdict.as_deref(), Some("shadow_ban"));
     assert_eq!(row.fraud_enforced, Some(false));
     assert!(!row.shadow_banned);
@@ -559,7 +536,7 @@ async fn monitor_mode_records_what_would_have_happened_and_delivers() {
     deliver_sms(&mut gw, PHONE, json!({})).await;
     deliver_sms(&mut gw, PHONE, json!({})).await;
     let third = deliver_sms(&mut gw, PHONE, json!({})).await;
-    let row = self::row(&gw, third).await;
+    let row = gw.request_row(third).await;
     assert_eq!(row.fraud_verdict.as_deref(), Some("rate_limited"));
     assert_eq!(row.fraud_enforced, Some(false));
     assert!(!row.shadow_banned);
@@ -573,7 +550,7 @@ async fn with_fraud_disabled_nothing_is_scored() {
     assert!(gw.gateway.fraud.is_none());
     let id = deliver_sms(&mut gw, PREMIUM, json!({"ip": "1.128.0.1"})).await;
     assert_eq!(carrier_sms_to(&gw, PREMIUM_DIGITS), 1);
-    let row = row(&gw, id).await;
+    let row = gw.request_row(id).await;
     assert_eq!(row.fraud_verdict, None);
     assert_eq!(row.fraud_score, None);
     assert_eq!(row.fraud_enforced, None);
@@ -593,7 +570,7 @@ async fn with_fraud_disabled_nothing_is_scored() {
 
 /// A request allowed by the whitelist: no rule ran.
 async fn assert_whitelisted(gw: &TestGateway, id: RequestId) {
-    let row = row(gw, id).await;
+    let row = gw.request_row(id).await;
     assert_eq!(row.fraud_verdict.as_deref(), Some("allow"));
     assert_eq!(row.fraud_score, Some(0));
     assert!(!row.shadow_banned);
@@ -647,7 +624,7 @@ async fn whitelisted_ipv4_and_ipv6_networks_bypass_every_rule() {
     // Outside the networks the same number is shadow-banned (v4 and v6).
     for ip in ["203.0.114.7", "2001:db8:2::5"] {
         let id = deliver_sms(&mut gw, PREMIUM, json!({"ip": ip})).await;
-        let row = row(&gw, id).await;
+        let row = gw.request_row(id).await;
         assert!(row.shadow_banned, "{ip}: {row:?}");
         assert_eq!(decision(&gw, id).await["whitelisted"], false);
     }
@@ -663,7 +640,7 @@ async fn an_ip_country_other_than_the_phone_country_scores_geo_mismatch() {
     let mut gw = TestGateway::start_with(with_ip_databases).await;
     // US number, GB address: 20 points, below the threshold, delivered.
     let id = deliver_sms(&mut gw, PHONE, json!({"ip": "81.2.69.161"})).await;
-    let row = row(&gw, id).await;
+    let row = gw.request_row(id).await;
     assert_eq!(row.fraud_verdict.as_deref(), Some("allow"));
     assert_eq!(row.fraud_score, Some(20));
     let d = decision(&gw, id).await;
@@ -687,7 +664,7 @@ async fn an_ip_country_other_than_the_phone_country_scores_geo_mismatch() {
         let id = deliver_sms(&mut gw, phone, json!({"ip": ip})).await;
         let d = decision(&gw, id).await;
         assert_eq!(d["hits"], json!([]), "{phone} from {ip}: {d}");
-        assert_eq!(self::row(&gw, id).await.fraud_score, Some(0));
+        assert_eq!(gw.request_row(id).await.fraud_score, Some(0));
     }
 }
 
@@ -699,7 +676,7 @@ async fn the_geo_penalty_is_configurable_and_can_reach_the_threshold() {
     })
     .await;
     let id = deliver_sms(&mut gw, UK_MOBILE, json!({"ip": "89.160.20.113"})).await;
-    let row = row(&gw, id).await;
+    let row = gw.request_row(id).await;
     assert!(row.shadow_banned, "{row:?}");
     let d = decision(&gw, id).await;
     let geo = hit(&d, "geo_mismatch").unwrap();
@@ -730,7 +707,7 @@ async fn an_asn_on_the_blocklist_scores_with_its_organisation_and_category() {
     .await;
 
     let id = deliver_sms(&mut gw, PHONE, json!({"ip": "1.128.0.1"})).await;
-    let row = row(&gw, id).await;
+    let row = gw.request_row(id).await;
     assert_eq!(row.fraud_verdict.as_deref(), Some("allow"));
     assert_eq!(row.fraud_score, Some(30));
     let d = decision(&gw, id).await;
@@ -756,7 +733,7 @@ async fn an_asn_on_the_blocklist_scores_with_its_organisation_and_category() {
 
     // Listed ASN (30) and a premium-rate number (50) add up.
     let id = deliver_sms(&mut gw, PREMIUM, json!({"ip": "1.128.0.2"})).await;
-    let row = self::row(&gw, id).await;
+    let row = gw.request_row(id).await;
     assert!(row.shadow_banned);
     assert_eq!(row.fraud_score, Some(80));
     let d = decision(&gw, id).await;
@@ -785,7 +762,7 @@ async fn a_loopback_or_private_ip_is_not_fraud_by_itself() {
     ];
     for (phone, ip, scope) in cases {
         let id = deliver_sms(&mut gw, phone, json!({"ip": ip})).await;
-        let row = row(&gw, id).await;
+        let row = gw.request_row(id).await;
         assert_eq!(row.fraud_verdict.as_deref(), Some("allow"), "{ip}");
         assert_eq!(row.fraud_score, Some(0), "{ip}");
         let d = decision(&gw, id).await;
@@ -850,7 +827,7 @@ async fn without_an_ip_the_callers_address_is_never_scored() {
         assert_eq!(status, 200, "{answer}");
         let id = RequestId::parse(answer["request_id"].as_str().unwrap()).unwrap();
         gw.events.wait_for(id, EventType::Delivered).await;
-        let row = row(&gw, id).await;
+        let row = gw.request_row(id).await;
         // The derived address is stored with the request…
         assert_eq!(row.client_ip.as_deref(), Some("81.2.69.161"), "request {n}");
         // …but never scored: no geo mismatch, no subnet velocity, not even looked up.
@@ -937,7 +914,7 @@ async fn the_engine_remembers_a_phone_across_a_restart_and_punishes_nobody_twice
     // PHONE_2 had one: it is counted once, not twice, so it gets exactly one more.
     let again = deliver_sms(&mut gw, PHONE_2, json!({})).await;
     assert_eq!(
-        row(&gw, again).await.fraud_verdict.as_deref(),
+        gw.request_row(again).await.fraud_verdict.as_deref(),
         Some("allow")
     );
     let (status, _, _) = dispatch_raw(&gw, &sms_body(PHONE_2, json!({})), &[]).await;
@@ -946,7 +923,7 @@ async fn the_engine_remembers_a_phone_across_a_restart_and_punishes_nobody_twice
     // Nobody else is punished: a new phone, from the first instance's subnet, gets a clean
     // decision.
     let other = deliver_sms(&mut gw, "+14155552673", json!({"ip": "216.160.83.60"})).await;
-    let row = row(&gw, other).await;
+    let row = gw.request_row(other).await;
     assert_eq!(row.fraud_verdict.as_deref(), Some("allow"));
     assert_eq!(row.fraud_score, Some(0), "{:?}", row.fraud_details);
     assert_eq!(carrier_sms_to(&gw, "14155552673"), 1);
@@ -957,7 +934,7 @@ async fn the_engine_remembers_a_phone_across_a_restart_and_punishes_nobody_twice
     );
     // The first instance's requests are still there and delivered.
     for id in sent {
-        assert_eq!(self::row(&gw, id).await.status, "delivered");
+        assert_eq!(gw.request_row(id).await.status, "delivered");
     }
     gw.gateway.shutdown().await;
     drop(guard);
@@ -1000,14 +977,8 @@ async fn a_shadow_banned_request_stays_simulated_after_a_restart() {
     let view = gw.view_ok(id).await;
     assert_eq!(common::event_types(&view), ["sending", "sent", "delivered"]);
     assert!(gw.sms().received().is_empty(), "resumed as a real delivery");
-    assert!(gw
-        .gateway
-        .sandbox_trunk
-        .as_ref()
-        .unwrap()
-        .calls()
-        .is_empty());
-    let row = row(&gw, id).await;
+    assert!(gw.trunk().calls().is_empty());
+    let row = gw.request_row(id).await;
     assert!(row.shadow_banned);
     assert_eq!(row.status, "delivered");
     gw.gateway.shutdown().await;

@@ -24,7 +24,6 @@ use actors::{EventType, RequestId, Status};
 use common::hooks::{Hook as Delivery, HookReceiver as Receiver};
 use common::{read_json, TestGateway, PATIENCE, SECRET};
 use otp_gateway::config::{Config, PromptPart, VoiceSpeed};
-use otp_gateway::db::models::request;
 
 /// UK premium rate: `irsf_number_type` (50 points) reaches the default threshold.
 const PREMIUM: &str = "+449098790000";
@@ -365,16 +364,6 @@ async fn wait_delivered(gw: &mut TestGateway, id: RequestId, last: EventType) {
     assert_eq!(event.status, Status::Delivered);
 }
 
-async fn stored(gw: &TestGateway, id: RequestId) -> request::RequestRow {
-    let key = id.to_string();
-    gw.gateway
-        .store
-        .read(move |c| request::find_by_id(c, &key))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
@@ -399,7 +388,7 @@ async fn a_shadow_banned_sms_looks_exactly_like_a_real_delivery() {
     let banned_hooks = hooks.wait_for(&banned.id.to_string(), 3, PATIENCE).await;
 
     // It was banned, and nothing reached the carrier.
-    assert!(stored(&gw, banned.id).await.shadow_banned);
+    assert!(gw.request_row(banned.id).await.shadow_banned);
     let received = gw.sms().received();
     assert_eq!(received.len(), REAL.len());
     assert!(received
@@ -485,8 +474,8 @@ async fn a_shadow_banned_call_looks_exactly_like_a_real_call() {
     let banned_hooks = hooks.wait_for(&banned.id.to_string(), 5, PATIENCE).await;
 
     // Banned, and no call reached the trunk.
-    assert!(stored(&gw, banned.id).await.shadow_banned);
-    let calls = gw.gateway.sandbox_trunk.as_ref().unwrap().calls();
+    assert!(gw.request_row(banned.id).await.shadow_banned);
+    let calls = gw.trunk().calls();
     assert_eq!(calls.len(), 2, "only the real calls");
     assert!(calls.iter().all(|c| c.destination != PREMIUM_DIGITS));
     assert!(gw.sms().received().is_empty());

@@ -17,7 +17,7 @@ use common::{TestGateway, PATIENCE, PHONE};
 use otp_gateway::config::{Config, PromptPart, VoiceSpeed, SANDBOX_CALLER_ID};
 use otp_gateway::db::models::request;
 use otp_gateway::sandbox::sip::{
-    CallOutcome, ChallengeMode, CodecChoice, EndedBy, SandboxTrunk, TrunkCall, VoiceBehaviour,
+    CallOutcome, ChallengeMode, CodecChoice, EndedBy, TrunkCall, VoiceBehaviour,
 };
 use otp_gateway::sandbox::sms::SmsBehaviour;
 use otp_gateway::voice::prompts::PromptClips;
@@ -35,10 +35,6 @@ async fn voice_gateway(tweak: impl FnOnce(&mut Config)) -> TestGateway {
     .await
 }
 
-fn trunk(gw: &TestGateway) -> &SandboxTrunk {
-    gw.gateway.sandbox_trunk.as_ref().expect("sandbox trunk")
-}
-
 async fn dispatch(gw: &TestGateway, code: &str, channels: &[&str]) -> RequestId {
     gw.dispatch_ok(json!({"phone": PHONE, "code": code, "channels": channels}))
         .await
@@ -50,7 +46,7 @@ fn types(gw: &TestGateway, id: RequestId) -> Vec<EventType> {
 
 /// The trunk's record of the (only) call to `PHONE`, once it has ended.
 async fn ended_call(gw: &TestGateway) -> TrunkCall {
-    trunk(gw)
+    gw.trunk()
         .wait_for_call_where("an ended call", PATIENCE, |c| c.ended_at.is_some())
         .await
         .unwrap()
@@ -140,7 +136,7 @@ async fn a_voice_otp_is_answered_and_the_trunk_hears_the_code() {
 #[actix_rt::test]
 async fn busy_fails_the_request_when_voice_is_the_only_channel() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::busy());
+    gw.trunk().set_default_behaviour(VoiceBehaviour::busy());
     let id = dispatch(&gw, "1234", &["voice"]).await;
     let busy = gw.events.wait_for(id, Busy).await;
     assert_eq!(busy.status, Status::Failed);
@@ -151,7 +147,7 @@ async fn busy_fails_the_request_when_voice_is_the_only_channel() {
 #[actix_rt::test]
 async fn busy_fails_over_to_sms() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::busy());
+    gw.trunk().set_default_behaviour(VoiceBehaviour::busy());
     let id = dispatch(&gw, "1234", &["voice", "sms"]).await;
     let delivered = gw.events.wait_for(id, EventType::Delivered).await;
     assert_eq!(delivered.status, Status::Delivered);
@@ -163,7 +159,8 @@ async fn busy_fails_over_to_sms() {
 #[actix_rt::test]
 async fn ring_timeout_cancels_and_reports_no_answer() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::no_answer());
+    gw.trunk()
+        .set_default_behaviour(VoiceBehaviour::no_answer());
     let id = dispatch(&gw, "1234", &["voice"]).await;
     let no_answer = gw.events.wait_for(id, NoAnswer).await;
     assert_eq!(no_answer.status, Status::Failed);
@@ -177,7 +174,8 @@ async fn ring_timeout_cancels_and_reports_no_answer() {
 #[actix_rt::test]
 async fn a_rejected_call_reports_the_sip_code() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::reject(503));
+    gw.trunk()
+        .set_default_behaviour(VoiceBehaviour::reject(503));
     let id = dispatch(&gw, "1234", &["voice"]).await;
     let failed = gw.events.wait_for(id, EventType::Failed).await;
     assert_eq!(failed.status, Status::Failed);
@@ -189,7 +187,8 @@ async fn a_rejected_call_reports_the_sip_code() {
 #[actix_rt::test]
 async fn unavailable_480_is_no_answer() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::reject(480));
+    gw.trunk()
+        .set_default_behaviour(VoiceBehaviour::reject(480));
     let id = dispatch(&gw, "1234", &["voice"]).await;
     let event = gw.events.wait_for(id, NoAnswer).await;
     assert_eq!(metadata(&event, "sip_code"), json!(480));
@@ -201,7 +200,7 @@ async fn a_hangup_before_the_code_fails_over_to_sms() {
         c.voice.prompt = vec![PromptPart::Intro, PromptPart::Code];
     })
     .await;
-    trunk(&gw)
+    gw.trunk()
         .set_default_behaviour(VoiceBehaviour::answer().hangup_after(Duration::from_millis(100)));
     let id = dispatch(&gw, "1234", &["voice", "sms"]).await;
     let hangup = gw.events.wait_for(id, Hangup).await;
@@ -230,7 +229,7 @@ async fn a_hangup_after_the_code_is_a_delivery() {
         .sum::<usize>()
         + 3 * 150 * 8;
     let code_end = LEAD_IN + Duration::from_millis(code_samples as u64 / 8);
-    trunk(&gw).set_default_behaviour(
+    gw.trunk().set_default_behaviour(
         VoiceBehaviour::answer().hangup_after(code_end + Duration::from_millis(300)),
     );
     let id = dispatch(&gw, "1234", &["voice", "sms"]).await;
@@ -319,7 +318,7 @@ async fn an_exhausted_port_range_fails_the_call_at_once() {
 #[actix_rt::test]
 async fn proxy_challenges_and_stale_nonces_are_answered() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(
+    gw.trunk().set_default_behaviour(
         VoiceBehaviour::answer()
             .challenge(ChallengeMode::Proxy)
             .stale_once(),
@@ -336,7 +335,8 @@ async fn proxy_challenges_and_stale_nonces_are_answered() {
 #[actix_rt::test]
 async fn lost_sip_datagrams_are_retransmitted() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::answer().packet_loss(0.25));
+    gw.trunk()
+        .set_default_behaviour(VoiceBehaviour::answer().packet_loss(0.25));
     let id = dispatch(&gw, "1234", &["voice"]).await;
     gw.events.wait_for(id, Completed).await;
     let call = ended_call(&gw).await;
@@ -346,7 +346,8 @@ async fn lost_sip_datagrams_are_retransmitted() {
 #[actix_rt::test]
 async fn rtp_follows_the_peers_actual_source_port() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::answer().rtp_from_other_port());
+    gw.trunk()
+        .set_default_behaviour(VoiceBehaviour::answer().rtp_from_other_port());
     let id = dispatch(&gw, "1234", &["voice"]).await;
     gw.events.wait_for(id, Completed).await;
     let call = ended_call(&gw).await;
@@ -384,7 +385,8 @@ async fn shutdown_hangs_up_answered_and_ringing_calls() {
         c.voice.prompt = vec![PromptPart::Intro, PromptPart::Code, PromptPart::Goodbye];
     })
     .await;
-    trunk(&gw).set_behaviour("+14155552672", VoiceBehaviour::no_answer());
+    gw.trunk()
+        .set_behaviour("+14155552672", VoiceBehaviour::no_answer());
     let talking = dispatch(&gw, "1234", &["voice"]).await;
     let ringing = gw
         .dispatch_ok(json!({"phone": "+14155552672", "code": "1234", "channels": ["voice"]}))
@@ -392,7 +394,7 @@ async fn shutdown_hangs_up_answered_and_ringing_calls() {
     gw.events.wait_for(talking, Answered).await;
     gw.events.wait_for(ringing, Ringing).await;
     gw.gateway.shutdown().await;
-    let calls = trunk(&gw).wait_for_ended(2, PATIENCE).await.unwrap();
+    let calls = gw.trunk().wait_for_ended(2, PATIENCE).await.unwrap();
     for call in &calls {
         let expected = if call.destination == "14155552672" {
             EndedBy::Cancel
@@ -407,7 +409,7 @@ async fn shutdown_hangs_up_answered_and_ringing_calls() {
 #[actix_rt::test]
 async fn health_reports_the_trunk_reachable() {
     let gw = voice_gateway(|_| {}).await;
-    trunk(&gw).wait_for_options(1, PATIENCE).await.unwrap();
+    gw.trunk().wait_for_options(1, PATIENCE).await.unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let response = gw
@@ -431,7 +433,7 @@ async fn health_reports_the_trunk_reachable() {
 #[actix_rt::test]
 async fn a_different_outcome_per_number() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_behaviour(
+    gw.trunk().set_behaviour(
         "+14155552672",
         VoiceBehaviour::with_outcome(CallOutcome::Busy),
     );
@@ -568,7 +570,8 @@ fn heard(call: &TrunkCall) -> Vec<i16> {
 #[actix_rt::test]
 async fn an_a_law_answer_is_honoured() {
     let mut gw = voice_gateway(|_| {}).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::answer().codec(CodecChoice::Pcma));
+    gw.trunk()
+        .set_default_behaviour(VoiceBehaviour::answer().codec(CodecChoice::Pcma));
     let id = dispatch(&gw, "9035", &["voice"]).await;
     gw.events.wait_for(id, Completed).await;
     let call = ended_call(&gw).await;
@@ -580,7 +583,8 @@ async fn an_a_law_answer_is_honoured() {
 #[actix_rt::test]
 async fn a_late_answer_is_measured_as_ringing() {
     let mut gw = voice_gateway(|c| c.sip.ring_timeout = Duration::from_secs(5)).await;
-    trunk(&gw).set_default_behaviour(VoiceBehaviour::answer().ring_for(Duration::from_millis(400)));
+    gw.trunk()
+        .set_default_behaviour(VoiceBehaviour::answer().ring_for(Duration::from_millis(400)));
     let id = dispatch(&gw, "1234", &["voice"]).await;
     let answered = gw.events.wait_for(id, Answered).await;
     assert!(metadata(&answered, "ring_duration_ms").as_u64().unwrap() >= 400);
@@ -596,7 +600,7 @@ async fn us_and_canada_numbers_get_their_own_caller_id() {
         .await;
     gw.events.wait_for(us, Completed).await;
     gw.events.wait_for(uk, Completed).await;
-    let calls = trunk(&gw).calls();
+    let calls = gw.trunk().calls();
     let from = |dest: &str| {
         calls
             .iter()

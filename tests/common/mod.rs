@@ -63,6 +63,22 @@ impl TestGateway {
         self.gateway.sandbox_sms.as_ref().unwrap()
     }
 
+    /// The sandbox SIP trunk.
+    pub fn trunk(&self) -> &otp_gateway::sandbox::sip::SandboxTrunk {
+        self.gateway.sandbox_trunk.as_ref().expect("sandbox trunk")
+    }
+
+    /// The stored `otp_requests` row of `id`.
+    pub async fn request_row(&self, id: RequestId) -> otp_gateway::db::models::request::RequestRow {
+        let key = id.to_string();
+        self.gateway
+            .store
+            .read(move |c| otp_gateway::db::models::request::find_by_id(c, &key))
+            .await
+            .unwrap()
+            .expect("request row")
+    }
+
     /// POSTs JSON with the API secret header; returns status and JSON body.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
