@@ -1,9 +1,9 @@
 //! `FraudActor`: owns the [`FraudEngine`] and the IP lookup. One per gateway, started by the wiring
 //! (with the snapshot stored at the last shutdown, if any) and alive as long as the system. It
 //! handles [`Evaluate`] (from the dispatcher, before anything is sent), [`ApplyFeedback`]
-//! (verification outcomes), [`ReplaceLists`] (admin edits) and [`TakeSnapshot`] (the caller writes it
-//! to the database: this crate reaches storage only through its callers; [`TakeSnapshotPart`]
-//! gives it in steps). It emits nothing. Every [`PRUNE_INTERVAL`] it drops expired state so memory
+//! (verification outcomes), [`ReplaceLists`] (admin edits) and [`TakeSnapshotPart`] (the caller
+//! puts the parts together and writes them to the database: this crate reaches storage only
+//! through its callers). It emits nothing. Every [`PRUNE_INTERVAL`] it drops expired state so memory
 //! follows live traffic only, one shard at a time: at 500k tracked keys a whole prune or snapshot
 //! takes 0.2–0.7 s, during which evaluations would wait; a shard is a 32nd of that.
 
@@ -36,11 +36,6 @@ pub struct ApplyFeedback(pub Feedback);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ReplaceLists(pub FraudLists);
-
-/// The live state, for the caller to persist (tests; the gateway takes it in parts).
-#[derive(Debug, Message)]
-#[rtype(result = "FraudSnapshot")]
-pub struct TakeSnapshot;
 
 /// Part `n` of [`SNAPSHOT_PARTS`] of the live state; the parts put together with
 /// [`FraudSnapshot::absorb`] are the whole. Evaluations run between parts.
@@ -119,14 +114,6 @@ impl Handler<ReplaceLists> for FraudActor {
 
     fn handle(&mut self, msg: ReplaceLists, _: &mut Context<Self>) {
         self.engine.replace_lists(msg.0);
-    }
-}
-
-impl Handler<TakeSnapshot> for FraudActor {
-    type Result = MessageResult<TakeSnapshot>;
-
-    fn handle(&mut self, _: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.engine.snapshot(now_ms()))
     }
 }
 
@@ -259,7 +246,10 @@ mod tests {
             };
             first.send(ApplyFeedback(fb)).await.unwrap();
         }
-        let snapshot = first.send(TakeSnapshot).await.unwrap();
+        let mut snapshot = FraudSnapshot::default();
+        for part in 0..SNAPSHOT_PARTS {
+            snapshot.absorb(first.send(TakeSnapshotPart(part)).await.unwrap());
+        }
         let json = serde_json::to_string(&snapshot).unwrap();
         let restored: FraudSnapshot = serde_json::from_str(&json).unwrap();
 
