@@ -106,15 +106,17 @@ impl ShadowRequest {
             && self.next < success_path(Channel::Voice).len()
     }
 
+    /// The channel and the next event of its success path; `None` when nothing is left.
+    fn upcoming(&self) -> Option<(Channel, EventType)> {
+        let channel = self.channel()?;
+        let event_type = success_path(channel).get(self.next).copied()?;
+        Some((channel, event_type))
+    }
+
     /// Records the next event of the success path and schedules the one after it, or stops after
     /// the last.
     fn step(&mut self, ctx: &mut Context<Self>) {
-        let Some(channel) = self.channel() else {
-            ctx.stop();
-            return;
-        };
-        let path = success_path(channel);
-        let Some(event_type) = path.get(self.next).copied() else {
+        let Some((channel, event_type)) = self.upcoming() else {
             ctx.stop();
             return;
         };
@@ -126,16 +128,15 @@ impl ShadowRequest {
 
     /// Waits as long as a real delivery's step to the next event, or stops when none is left.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
-        let Some(channel) = self.channel() else {
+        let Some((channel, following)) = self.upcoming() else {
             ctx.stop();
             return;
         };
-        let path = success_path(channel);
-        let Some(following) = path.get(self.next).copied() else {
-            ctx.stop();
-            return;
-        };
-        let delay = match self.next.checked_sub(1).and_then(|i| path.get(i)) {
+        let previous = self
+            .next
+            .checked_sub(1)
+            .and_then(|i| success_path(channel).get(i));
+        let delay = match previous {
             Some(previous) => Step::between(channel, *previous, following)
                 .map_or(Duration::ZERO, |step| self.services.timings.sample(step)),
             None => Duration::ZERO,
